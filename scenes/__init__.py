@@ -1,0 +1,1 @@
+"""Multi-view scene data: cameras and rays, file formats, splits, the procedural dataset and its renderer."""
