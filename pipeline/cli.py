@@ -1,0 +1,103 @@
+"""The `nvsc` command line: a thin front end to Luigi.
+
+    nvsc run [TASK] [luigi options]      run TASK (default BuildReport) and everything it needs
+    nvsc render-meshes MESH... --out DIR  render your own meshes into the SRN layout the pipeline reads
+
+`nvsc run` passes its options to Luigi unchanged, so `--workers 2`, `--scheduler-host HOST` (a central `luigid`)
+and per-task overrides such as `--TrainGenerator-steps 500` work as they do for the `luigi` command. Without a
+scheduler option it uses Luigi's local scheduler. Defaults come from `luigi.cfg` in the working directory and the
+files named by `--config`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+import luigi
+import luigi.configuration
+from luigi.cmdline_parser import CmdlineParser
+
+from scenes.errors import InvalidInputError
+
+SCHEDULER_OPTIONS = ("--local-scheduler", "--scheduler-host", "--scheduler-url", "--scheduler-port")
+
+
+def walk_dag(task: luigi.Task) -> None:
+    """Instantiate every task `task` depends on, so that bad parameters raise before anything runs."""
+    for upstream in luigi.task.flatten(task.requires()):
+        walk_dag(upstream)
+
+
+def run(argv: list[str]) -> int:
+    """Run a pipeline task through Luigi; print where its output is. Returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="nvsc run", add_help=False)
+    parser.add_argument("--config", action="append", default=[], help="Extra luigi.cfg file (later ones win).")
+    known, luigi_args = parser.parse_known_args(argv)
+    for path in known.config:
+        if not Path(path).is_file():
+            raise InvalidInputError("--config", f"{path} does not exist", "pass the path of a luigi.cfg file")
+        luigi.configuration.add_config_path(path)
+    if not luigi_args or luigi_args[0].startswith("-"):
+        luigi_args = ["BuildReport", *luigi_args]
+    if not any(arg.split("=")[0] in SCHEDULER_OPTIONS for arg in luigi_args):
+        luigi_args.append("--local-scheduler")
+    with CmdlineParser.global_instance(luigi_args) as cmdline:
+        task = cmdline.get_task_obj()
+        walk_dag(task)  # unknown methods, samplers or presets fail here, with one message, before any work
+        output = task.output()
+    result = luigi.run(luigi_args, main_task_cls=None, detailed_summary=True, local_scheduler=False)
+    ok = result.scheduling_succeeded and result.status in (
+        luigi.execution_summary.LuigiStatusCode.SUCCESS,
+        luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY)
+    if ok:
+        report = Path(output.path)
+        print(f"\nnvsc: done. Output: {report.resolve()}")
+        if (report / "summary.md").is_file():
+            print((report / "summary.md").read_text())
+            print((report / "controls.txt").read_text())
+            print(f"Report page: {(report / 'index.html').resolve()}")
+    else:
+        print("\nnvsc: the run did not complete; see the errors above. Completed tasks are kept: fix the input "
+              "and run the same command again to go on from them.", file=sys.stderr)
+    return 0 if ok else 1
+
+
+def render_meshes(argv: list[str]) -> int:
+    """Render a user's meshes into the SRN layout with the procedural dataset's cameras."""
+    from scenes.dataset import ProceduralDatasetConfig, render_mesh_dataset
+
+    parser = argparse.ArgumentParser(prog="nvsc render-meshes", description=render_meshes.__doc__)
+    parser.add_argument("meshes", nargs="+", type=Path, help="OBJ, GLB or PLY files.")
+    parser.add_argument("--out", type=Path, required=True, help="Dataset root to write (SRN layout).")
+    parser.add_argument("--image-size", type=int, default=64)
+    parser.add_argument("--test-views", type=int, default=24)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    config = ProceduralDatasetConfig(image_size=args.image_size, test_views=args.test_views, seed=args.seed)
+    written = render_mesh_dataset(args.meshes, args.out, config)
+    print(f"nvsc: rendered {len(written)} instances into {args.out.resolve()}; run the pipeline on them with "
+          f"`nvsc run --PrepareDataset-source {args.out}`")
+    return 0
+
+
+COMMANDS = {"run": run, "render-meshes": render_meshes}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0] not in COMMANDS:
+        print(__doc__)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[argv[0]](argv[1:])
+    except InvalidInputError as error:
+        print(f"nvsc: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""Luigi tasks of the nvsc pipeline: each reads its inputs, calls one library function and writes one folder.
+
+    PrepareDataset -> TrainGenerator -> GenerateViews(scene, method) -> FitNeRF(scene, method)
+                   -> ScoreScene(scene, method) -> BuildReport
+
+Defaults of every parameter live in `luigi.cfg`. A method is `generator` or `generator/sampler`: the built-in
+controls `ground_truth` (the real views: the consistency score's upper bound) and `noise` (per-view random images:
+its lower bound), or a trained generator with a sampler, such as `xunet/stochastic`.
+
+Run: `luigi --module pipeline.tasks BuildReport --local-scheduler` or `nvsc run`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import luigi
+
+from pipeline.outputs import FolderTarget, signature
+from scenes.errors import InvalidInputError
+
+logger = logging.getLogger("nvsc.pipeline")
+
+
+class nvsc(luigi.Config):  # noqa: N801 - the section name `[nvsc]` in luigi.cfg
+    output_root = luigi.Parameter(default="runs", description="Folder that holds every task's output folder.")
+
+
+class NvscTask(luigi.Task):
+    """One data product: the folder `<output_root>/<Task>/<label>-<signature>`, complete once it holds provenance."""
+
+    def label(self) -> str:
+        """Readable prefix of the output folder's name."""
+        return ""
+
+    def output(self) -> FolderTarget:
+        name = "-".join(part for part in (self.label(), signature(self)) if part)
+        return FolderTarget(str(Path(nvsc().output_root) / self.get_task_family() / name))
+
+    def check_inputs(self) -> None:
+        """Raise `InvalidInputError` for bad input; called before anything is written."""
+
+    def produce(self, folder: Path) -> None:
+        """Write the data product into the empty `folder`."""
+        raise NotImplementedError
+
+    def run(self):
+        self.check_inputs()
+        with self.output().staging(self) as folder:
+            self.produce(folder)
+
+    def on_failure(self, exception):
+        # Bad input is explained by its message (file, problem, fix); a traceback would only bury it.
+        if isinstance(exception, InvalidInputError):
+            logger.error("%s: %s", self.task_id, exception)
+            return f"nvsc input error: {exception}"
+        return super().on_failure(exception)
+
+
+# ---------------------------------------------------------------------------------------------------- dataset
+class PrepareDataset(NvscTask):
+    """The multi-view dataset in SRN layout: rendered procedurally, or an existing SRN-layout folder, validated."""
+
+    source = luigi.Parameter(default="procedural",
+                             description="`procedural`, or the path of a dataset in SRN layout "
+                                         "(<root>/<category>_<split>/<instance>/{rgb,pose,intrinsics.txt}).")
+    categories = luigi.ListParameter(default=["mug", "chair", "table"], description="Procedural object categories.")
+    train_instances = luigi.IntParameter(default=8, description="Procedural training instances per category.")
+    val_instances = luigi.IntParameter(default=1, description="Procedural validation instances per category.")
+    test_instances = luigi.IntParameter(default=1, description="Procedural test instances per category.")
+    train_views = luigi.IntParameter(default=24, description="Views per training instance, spread over the sphere.")
+    test_views = luigi.IntParameter(default=16, description="Views per test instance, on a fixed orbit.")
+    image_size = luigi.IntParameter(default=32, description="Image width and height in pixels.")
+    seed = luigi.IntParameter(default=0, description="Seed of the procedural objects and cameras.")
+
+    def label(self) -> str:
+        return "procedural" if self.source == "procedural" else Path(self.source).name
+
+    def dataset_config(self):
+        from scenes.dataset import ProceduralDatasetConfig
+
+        return ProceduralDatasetConfig(
+            categories=tuple(self.categories),
+            instances_per_split={"train": self.train_instances, "val": self.val_instances,
+                                 "test": self.test_instances},
+            train_views=self.train_views, test_views=self.test_views, image_size=self.image_size, seed=self.seed)
+
+    def check_inputs(self) -> None:
+        from scenes.dataset import validate_dataset
+
+        if self.source != "procedural":
+            validate_dataset(Path(self.source), image_size=self.image_size)
+
+    def produce(self, folder: Path) -> None:
+        from scenes.dataset import generate_dataset
+
+        if self.source == "procedural":
+            root = folder / "srn"
+            generate_dataset(self.dataset_config(), root)
+        else:
+            root = Path(self.source).resolve()
+        (folder / "dataset.json").write_text(json.dumps({"root": str(root.resolve())}, indent=2))
+
+    def test_scene_names(self) -> list[str]:
+        """Names of the test instances, known before the dataset is rendered (for the report's static DAG)."""
+        from scenes.dataset import instance_names, list_srn_instances
+
+        if self.source == "procedural":
+            return instance_names(self.dataset_config(), "test")
+        return [path.name for path in list_srn_instances(Path(self.source), "test")]
+
+
+def dataset_root(prepare: PrepareDataset) -> Path:
+    return Path(json.loads((prepare.output().folder / "dataset.json").read_text())["root"])
+
+
+def load_instance(prepare: PrepareDataset, split: str, name: str):
+    from scenes.srn import list_srn_instances, read_srn_instance
+
+    matches = [p for p in list_srn_instances(dataset_root(prepare), split) if p.name == name]
+    if not matches:
+        raise InvalidInputError("scene", f"no {split} instance named '{name}' in {dataset_root(prepare)}",
+                                "pass a name listed under the dataset's *_test folders")
+    return read_srn_instance(matches[0], image_size=prepare.image_size)
+
+
+# ---------------------------------------------------------------------------------------------------- training
+class TrainGenerator(NvscTask):
+    """A pose-conditioned diffusion model (3DiM's X-UNet) trained on the training split; a checkpoint folder."""
+
+    preset = luigi.Parameter(default="tiny", description="X-UNet architecture preset (see generators.xunet.PRESETS).")
+    steps = luigi.IntParameter(default=3000, description="Optimizer steps.")
+    batch_size = luigi.IntParameter(default=16, description="View pairs per step.")
+    lr = luigi.FloatParameter(default=2e-4, description="Peak learning rate of AdamW.")
+    warmup_steps = luigi.IntParameter(default=200, description="Linear learning-rate warm-up steps.")
+    ema_decay = luigi.FloatParameter(default=0.999, description="Decay of the weights' exponential moving average.")
+    checkpoint_every = luigi.IntParameter(default=1000, description="Steps between checkpoints.")
+    seed = luigi.IntParameter(default=0, description="Seed of initialisation, batches and noise.")
+    device = luigi.Parameter(default="auto", significant=False, description="`auto`, `cpu` or `cuda`.")
+
+    def requires(self):
+        return PrepareDataset()
+
+    def label(self) -> str:
+        return f"xunet-{self.preset}"
+
+    def check_inputs(self) -> None:
+        from generators.xunet import PRESETS
+
+        if self.preset not in PRESETS:
+            raise InvalidInputError("TrainGenerator.preset", f"unknown preset '{self.preset}'",
+                                    f"use one of: {', '.join(sorted(PRESETS))}")
+
+    def produce(self, folder: Path) -> None:
+        from dataclasses import replace
+
+        from generators.training import TrainConfig, train_generator
+        from generators.xunet import PRESETS
+        from scenes.srn import list_srn_instances, read_srn_instance
+
+        prepare = self.requires()
+        scenes = [read_srn_instance(path, image_size=prepare.image_size)
+                  for path in list_srn_instances(dataset_root(prepare), "train")]
+        model_config = replace(PRESETS[self.preset], image_size=prepare.image_size)
+        train_config = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+                                   warmup_steps=self.warmup_steps, ema_decay=self.ema_decay,
+                                   checkpoint_every=self.checkpoint_every, seed=self.seed, device=self.device)
+        train_generator(scenes, model_config, train_config, folder / "checkpoint")
+
+
+# ---------------------------------------------------------------------------------------------------- per scene
+class SceneMethodTask(NvscTask):
+    """A task about one test scene and one method (`generator` or `generator/sampler`)."""
+
+    scene = luigi.Parameter(description="Name of a test instance of the dataset.")
+    method = luigi.Parameter(description="`ground_truth`, `noise` or `<generator>/<sampler>`, e.g. `xunet/stochastic`.")
+
+    def label(self) -> str:
+        return f"{self.method.replace('/', '-')}-{self.scene}"
+
+
+class GenerateViews(SceneMethodTask):
+    """Views of one test scene at its test cameras, from the input view, in `transforms.json` layout.
+
+    The input view is kept as given; every other camera gets a generated view."""
+
+    input_view = luigi.IntParameter(default=0, description="Index of the test view given to the generator.")
+    sampling_steps = luigi.IntParameter(default=64, description="Denoising steps per view.")
+    guidance_weight = luigi.FloatParameter(default=1.0, description="Classifier-free guidance weight w (0 = off).")
+    seed = luigi.IntParameter(default=0, description="Seed of the sampler's noise and random choices.")
+    device = luigi.Parameter(default="auto", significant=False, description="`auto`, `cpu` or `cuda`.")
+
+    def requires(self):
+        from generators.registry import parse_method
+
+        generator, _ = parse_method(self.method)
+        upstream = {"dataset": PrepareDataset()}
+        if generator == "xunet":
+            upstream["generator"] = TrainGenerator()
+        return upstream
+
+    def check_inputs(self) -> None:
+        from generators.registry import parse_method
+
+        parse_method(self.method)
+
+    def produce(self, folder: Path) -> None:
+        from generators.registry import generate_views
+        from scenes.transforms_json import write_transforms
+
+        upstream = self.requires()
+        truth = load_instance(upstream["dataset"], "test", self.scene)
+        checkpoint = upstream["generator"].output().folder / "checkpoint" if "generator" in upstream else None
+        views = generate_views(self.method, truth, self.input_view, checkpoint=checkpoint,
+                               steps=self.sampling_steps, guidance_weight=self.guidance_weight, seed=self.seed,
+                               device=self.device)
+        write_transforms(views, folder)
+
+
+class FitNeRF(SceneMethodTask):
+    """3DiM's protocol: a NeRF without view dependence fitted on a subset of the views, rendered at the held-out
+    cameras; the renders in `transforms.json` layout."""
+
+    heldout_every = luigi.IntParameter(default=4, description="Hold out every k-th view (the input view is kept).")
+    steps = luigi.IntParameter(default=600, description="Optimizer steps of the fit.")
+    rays_per_batch = luigi.IntParameter(default=2048, description="Rays per optimizer step.")
+    samples_per_ray = luigi.IntParameter(default=48, description="Samples along each ray.")
+    seed = luigi.IntParameter(default=0, description="Seed of initialisation and ray batches.")
+    device = luigi.Parameter(default="auto", significant=False, description="`auto`, `cpu` or `cuda`.")
+
+    def requires(self):
+        return GenerateViews(scene=self.scene, method=self.method)
+
+    def produce(self, folder: Path) -> None:
+        from dataclasses import replace
+
+        from nerf.fit import NeRFConfig
+        from nerf.protocol import fit_and_render_heldout
+        from scenes.scene import MultiViewScene
+        from scenes.transforms_json import read_transforms, write_transforms
+
+        views = read_transforms(self.requires().output().folder)
+        config = replace(NeRFConfig(), steps=self.steps, rays_per_batch=self.rays_per_batch,
+                         samples_per_ray=self.samples_per_ray, seed=self.seed, device=self.device)
+        renders, heldout = fit_and_render_heldout(views, self.heldout_every, config)
+        write_transforms(MultiViewScene(renders, heldout.cameras, heldout.names), folder)
+
+
+class ScoreScene(SceneMethodTask):
+    """Scores of one scene and method: 3D consistency (NeRF renders against the held-out generated views) and
+    fidelity (generated views against the ground truth), as a tidy CSV."""
+
+    def requires(self):
+        return {"views": GenerateViews(scene=self.scene, method=self.method),
+                "renders": FitNeRF(scene=self.scene, method=self.method),
+                "dataset": PrepareDataset()}
+
+    def produce(self, folder: Path) -> None:
+        from reports.scoring import score_scene
+        from scenes.transforms_json import read_transforms
+
+        upstream = self.requires()
+        views = read_transforms(upstream["views"].output().folder)
+        renders = read_transforms(upstream["renders"].output().folder)
+        truth = load_instance(upstream["dataset"], "test", self.scene)
+        input_view = upstream["views"].input_view
+        tidy, per_view = score_scene(views, renders, truth, input_view, method=self.method, scene=self.scene)
+        tidy.to_csv(folder / "scores.csv", index=False)
+        per_view.to_csv(folder / "per_view.csv", index=False)
+
+
+# ---------------------------------------------------------------------------------------------------- report
+class BuildReport(NvscTask):
+    """Tables, figures, per-scene image grids and one HTML page over every test scene and method."""
+
+    methods = luigi.ListParameter(default=["ground_truth", "noise", "xunet/stochastic", "xunet/naive"],
+                                  description="Rows of the report, in order.")
+    max_scenes = luigi.IntParameter(default=0, description="Use only the first N test scenes (0 = all).")
+
+    def scene_names(self) -> list[str]:
+        names = PrepareDataset().test_scene_names()
+        return names[: self.max_scenes] if self.max_scenes > 0 else names
+
+    def requires(self):
+        return {(scene, method): ScoreScene(scene=scene, method=method)
+                for scene in self.scene_names() for method in self.methods}
+
+    def label(self) -> str:
+        return "report"
+
+    def check_inputs(self) -> None:
+        from generators.registry import parse_method
+
+        for method in self.methods:
+            parse_method(method)
+
+    def produce(self, folder: Path) -> None:
+        from reports.assemble import MethodSceneResult, build_report
+
+        results = []
+        for (scene, method), score in self.requires().items():
+            upstream = score.requires()
+            results.append(MethodSceneResult(
+                scene=scene, method=method, scores_csv=score.output().folder / "scores.csv",
+                views_folder=upstream["views"].output().folder, renders_folder=upstream["renders"].output().folder,
+                input_view=upstream["views"].input_view))
+        build_report(results, list(self.methods), folder)
