@@ -82,5 +82,5 @@ def build_report(results: list[MethodSceneResult], methods: list[str], folder: P
     logger.info(check)
     (folder / "controls.txt").write_text(check + "\n")
     return write_report_html(folder, "nvsc: 3D consistency of novel-view-synthesis models",
-                             tables["summary_md"].read_text() if "summary_md" in tables else summary,
-                             figures, grids, [check, *NOTES])
+                             tables["summary.md"].read_text(),
+                             figures, grids, [check, *NOTES], default_notes=())

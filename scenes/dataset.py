@@ -1,0 +1,240 @@
+"""Multi-view datasets in the SRN layout, rendered from procedural objects or from the user's own meshes.
+
+Layout (what `scenes.srn.list_srn_instances` reads)::
+
+    root/<category>_<split>/<category>_<NNNN>/{rgb,pose,intrinsics.txt}
+    root/dataset.json        the config and the list of instances
+
+Splits are by instance: train and val instances get views from random directions (`sphere_cameras`), test
+instances get the same fixed orbit (`orbit_cameras`), as SRN's ShapeNet renderings do. Everything derives from
+`seed`: each instance's shape and cameras come from its own seed sequence `(seed, category, split, index)`, so
+instances do not change when other categories or splits are added, and the same seed writes byte-identical PNGs.
+The dataset is written into a hidden sibling folder and renamed into place at the end: a crash leaves no half
+dataset at `root`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import trimesh
+from tqdm import tqdm
+
+from scenes.camera_paths import intrinsics_from_fov, orbit_cameras, sphere_cameras
+from scenes.cameras import Cameras
+from scenes.errors import InvalidInputError
+from scenes.render import AlbedoFn, load_mesh, render_mesh
+from scenes.scene import MultiViewScene
+from scenes.shapes import CATEGORIES, make_object
+from scenes.srn import list_srn_instances, read_srn_instance, write_srn_instance
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_FILE = "dataset.json"
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class ProceduralDatasetConfig:
+    """What to render: categories, instances per split, views per instance, image size and camera placement."""
+
+    categories: tuple[str, ...] = ("mug", "chair", "lamp")
+    """Object categories (see `scenes.shapes.CATEGORIES`); for user meshes, ignored."""
+    train_instances: int = 8
+    """Instances per category in the train split (views from random directions)."""
+    val_instances: int = 1
+    """Instances per category in the val split (views from random directions)."""
+    test_instances: int = 2
+    """Instances per category in the test split (views on the fixed orbit)."""
+    train_views: int = 24
+    """Views per train and val instance."""
+    test_views: int = 16
+    """Views per test instance, evenly spaced in azimuth on the orbit."""
+    image_size: int = 64
+    """Width and height of the square views in pixels."""
+    camera_radius: float = 2.7
+    """Distance of every camera from the origin; with fov 45 deg, the unit sphere just fits in the frame at 2.62."""
+    fov_deg: float = 45.0
+    """Full field of view of the pinhole cameras, in degrees."""
+    orbit_elevation_deg: float = 25.0
+    """Elevation of the test orbit above the ground plane, in degrees."""
+    elevation_range_deg: tuple[float, float] = (-10.0, 80.0)
+    """Range of elevations of the random train/val view directions, in degrees."""
+    seed: int = 0
+    """Seed of every random choice (shapes, colours, textures, camera directions)."""
+    mesh_up_axis: str = "z"
+    """Up axis of user meshes ("z", or "y" for glTF and ShapeNet files); procedural objects are z-up."""
+
+
+def generate_dataset(config: ProceduralDatasetConfig, root: Path) -> list[Path]:
+    """Render procedural objects of `config.categories` into `root` (SRN layout); returns the instance folders."""
+    _check_config(config)
+    unknown = [c for c in config.categories if c not in CATEGORIES]
+    if unknown or not config.categories or len(set(config.categories)) != len(config.categories):
+        raise InvalidInputError("categories", f"{list(config.categories)} must be distinct known categories",
+                                f"choose among {sorted(CATEGORIES)}")
+    jobs = _procedural_jobs(config)
+
+    def make(job: _Job, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
+        obj = make_object(job.category, rng)
+        return obj.mesh, obj.albedo_fn
+
+    return _write_dataset(jobs, make, config, Path(root))
+
+
+def instance_names(config: ProceduralDatasetConfig, split: str) -> list[str]:
+    """Names of the instances `generate_dataset(config, ...)` writes into `split`, known without rendering."""
+    return [job.name for job in _procedural_jobs(config) if job.split == split]
+
+
+def validate_dataset(root: Path, image_size: int | None = None) -> list[Path]:
+    """Read every instance of an SRN-layout dataset once, so a bad file stops a run before it writes anything.
+
+    Returns the instance folders of every split; raises `InvalidInputError` naming the first bad file.
+    """
+
+    instances = []
+    for split in SPLITS:
+        try:
+            instances += list_srn_instances(Path(root), split)
+        except InvalidInputError:
+            if split != "val":  # a dataset needs train and test instances; val is optional
+                raise
+    for folder in tqdm(instances, desc="checking dataset", unit="instance", disable=None):
+        read_srn_instance(folder, image_size=image_size)
+    return instances
+
+
+def _procedural_jobs(config: ProceduralDatasetConfig) -> list[_Job]:
+    """Every procedural instance, numbered per category across the splits (train, then val, then test)."""
+    counts = {"train": config.train_instances, "val": config.val_instances, "test": config.test_instances}
+    jobs = []
+    for category in config.categories:
+        numbered = [(split, index) for split in SPLITS for index in range(counts[split])]
+        jobs += [_Job(category, split, index, f"{category}_{number:04d}", None)
+                 for number, (split, index) in enumerate(numbered)]
+    return jobs
+
+
+def render_mesh_dataset(mesh_paths: list[Path], root: Path, config: ProceduralDatasetConfig,
+                        category: str | None = "custom") -> list[Path]:
+    """Render the user's meshes (OBJ/GLB/PLY, colours from the files) into `root` with the procedural dataset's code.
+
+    `category` names every mesh's category; None takes each mesh's parent folder name. Within a category, meshes
+    are assigned in the order given: the first `train_instances` to train, the next `val_instances` to val, the
+    next `test_instances` to test; their number must match exactly.
+    """
+    _check_config(config)
+    if not mesh_paths:
+        raise InvalidInputError("mesh_paths", "no mesh given", "pass at least one OBJ, GLB or PLY file")
+    meshes = [load_mesh(Path(p), config.mesh_up_axis) for p in mesh_paths]  # validates all before writing
+    groups: dict[str, list[int]] = {}
+    for i, path in enumerate(map(Path, mesh_paths)):
+        name = category if category is not None else path.resolve().parent.name
+        if not name or "/" in name or name.startswith("."):
+            raise InvalidInputError(path, f"category name {name!r} cannot be used as a folder name",
+                                    "pass category='custom' (or another plain name)")
+        groups.setdefault(name, []).append(i)
+    counts = {"train": config.train_instances, "val": config.val_instances, "test": config.test_instances}
+    jobs = []
+    for name, members in groups.items():
+        if len(members) != sum(counts.values()):
+            raise InvalidInputError("mesh_paths", f"category {name!r} has {len(members)} meshes but the config asks "
+                                                  f"for {counts} instances", "set train_instances, val_instances and "
+                                                                             f"test_instances to add up to {len(members)}")
+        splits = [split for split in SPLITS for _ in range(counts[split])]
+        indices = [i for split in SPLITS for i in range(counts[split])]
+        jobs += [_Job(name, split, index, f"{name}_{number:04d}", str(mesh_paths[member]), member)
+                 for number, (member, split, index) in enumerate(zip(members, splits, indices))]
+
+    def make(job: _Job, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
+        return meshes[job.mesh_index], None
+
+    return _write_dataset(jobs, make, config, Path(root))
+
+
+@dataclass
+class _Job:
+    """One instance to render: where it goes and where its seed comes from."""
+
+    category: str
+    split: str
+    index: int  # within its category and split: keys its random seed
+    name: str
+    source: str | None = None  # the user's mesh file, None for procedural objects
+    mesh_index: int = -1  # position of that file in the list given
+
+    @property
+    def folder(self) -> str:
+        return f"{self.category}_{self.split}/{self.name}"
+
+
+def _check_config(config: ProceduralDatasetConfig) -> None:
+    for field in ("train_instances", "val_instances", "test_instances", "train_views", "test_views", "seed"):
+        value = getattr(config, field)
+        if not isinstance(value, (int, np.integer)) or value < 0:
+            raise InvalidInputError(field, f"{value!r} is not a non-negative whole number", f"set {field} to e.g. 8")
+    if config.train_instances + config.val_instances + config.test_instances == 0:
+        raise InvalidInputError("train_instances", "every split is empty", "ask for at least one instance")
+    if config.train_instances + config.val_instances > 0 and config.train_views == 0:
+        raise InvalidInputError("train_views", "is 0 but train/val instances are requested", "set train_views >= 1")
+    if config.test_instances > 0 and config.test_views == 0:
+        raise InvalidInputError("test_views", "is 0 but test instances are requested", "set test_views >= 1")
+    if not config.camera_radius > 1.0:
+        raise InvalidInputError("camera_radius", f"{config.camera_radius} puts the cameras inside the unit sphere "
+                                                 "that holds the object", "set camera_radius > 1, e.g. 2.7")
+    intrinsics_from_fov(config.fov_deg, config.image_size)  # validates fov_deg and image_size
+    orbit_cameras(0, config.camera_radius, config.orbit_elevation_deg)  # validates orbit_elevation_deg
+    sphere_cameras(0, config.camera_radius, np.random.default_rng(0), config.elevation_range_deg)
+    if config.camera_radius * np.sin(np.radians(config.fov_deg) / 2) < 1.0:
+        logger.warning("camera_radius %.2f with fov %.1f deg does not frame the whole unit sphere: objects may be "
+                       "cropped at the image border", config.camera_radius, config.fov_deg)
+
+
+def _write_dataset(jobs: list[_Job], make: Callable[[_Job, np.random.Generator], tuple[trimesh.Trimesh, AlbedoFn | None]],
+                   config: ProceduralDatasetConfig, root: Path) -> list[Path]:
+    """Render every job into a temporary sibling of `root`, write the manifest, then rename it to `root`."""
+    if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        raise InvalidInputError(root, "already exists and is not an empty folder",
+                                "choose a new dataset folder, or delete the old one first")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    intrinsics = intrinsics_from_fov(config.fov_deg, config.image_size)
+    partial = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
+    start = time.perf_counter()
+    try:
+        manifest = []
+        for job in tqdm(jobs, desc="rendering instances", unit="instance", disable=None):
+            shape_seed, camera_seed = np.random.SeedSequence(
+                [config.seed, zlib.crc32(job.category.encode()), SPLITS.index(job.split), job.index]).spawn(2)
+            mesh, albedo_fn = make(job, np.random.default_rng(shape_seed))
+            if job.split == "test":
+                c2w = orbit_cameras(config.test_views, config.camera_radius, config.orbit_elevation_deg)
+            else:
+                c2w = sphere_cameras(config.train_views, config.camera_radius, np.random.default_rng(camera_seed),
+                                     config.elevation_range_deg)
+            cameras = Cameras(c2w, intrinsics)
+            images, _ = render_mesh(mesh, cameras, albedo_fn=albedo_fn)
+            write_srn_instance(MultiViewScene(images, cameras), partial / job.folder)
+            manifest.append({"path": job.folder, "category": job.category, "split": job.split,
+                             "views": len(cameras), "source": job.source})
+        (partial / MANIFEST_FILE).write_text(json.dumps(
+            {"format": "nvsc-srn-dataset", "version": 1, "config": asdict(config), "instances": manifest},
+            indent=2) + "\n")
+        if root.exists():
+            root.rmdir()  # empty (checked above); os.replace cannot replace a directory on every platform
+        os.replace(partial, root)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    logger.info("wrote %d instances to %s in %.1f s", len(jobs), root, time.perf_counter() - start)
+    return [root / job.folder for job in jobs]
