@@ -20,6 +20,7 @@ import luigi
 import luigi.configuration
 from luigi.cmdline_parser import CmdlineParser
 
+import pipeline.tasks  # noqa: F401 - registers the tasks with Luigi so `nvsc run TASK` finds them
 from scenes.errors import InvalidInputError
 
 SCHEDULER_OPTIONS = ("--local-scheduler", "--scheduler-host", "--scheduler-url", "--scheduler-port")

@@ -66,7 +66,7 @@ class PrepareDataset(NvscTask):
     source = luigi.Parameter(default="procedural",
                              description="`procedural`, or the path of a dataset in SRN layout "
                                          "(<root>/<category>_<split>/<instance>/{rgb,pose,intrinsics.txt}).")
-    categories = luigi.ListParameter(default=["mug", "chair", "table"], description="Procedural object categories.")
+    categories = luigi.ListParameter(default=["mug", "chair", "lamp"], description="Procedural object categories.")
     train_instances = luigi.IntParameter(default=8, description="Procedural training instances per category.")
     val_instances = luigi.IntParameter(default=1, description="Procedural validation instances per category.")
     test_instances = luigi.IntParameter(default=1, description="Procedural test instances per category.")
@@ -82,10 +82,9 @@ class PrepareDataset(NvscTask):
         from scenes.dataset import ProceduralDatasetConfig
 
         return ProceduralDatasetConfig(
-            categories=tuple(self.categories),
-            instances_per_split={"train": self.train_instances, "val": self.val_instances,
-                                 "test": self.test_instances},
-            train_views=self.train_views, test_views=self.test_views, image_size=self.image_size, seed=self.seed)
+            categories=tuple(self.categories), train_instances=self.train_instances,
+            val_instances=self.val_instances, test_instances=self.test_instances, train_views=self.train_views,
+            test_views=self.test_views, image_size=self.image_size, seed=self.seed)
 
     def check_inputs(self) -> None:
         from scenes.dataset import validate_dataset
@@ -97,15 +96,16 @@ class PrepareDataset(NvscTask):
         from scenes.dataset import generate_dataset
 
         if self.source == "procedural":
-            root = folder / "srn"
-            generate_dataset(self.dataset_config(), root)
+            generate_dataset(self.dataset_config(), folder / "srn")
+            root = "srn"  # relative to this folder, which is renamed into place when complete
         else:
-            root = Path(self.source).resolve()
-        (folder / "dataset.json").write_text(json.dumps({"root": str(root.resolve())}, indent=2))
+            root = str(Path(self.source).resolve())
+        (folder / "dataset.json").write_text(json.dumps({"root": root}, indent=2))
 
     def test_scene_names(self) -> list[str]:
         """Names of the test instances, known before the dataset is rendered (for the report's static DAG)."""
-        from scenes.dataset import instance_names, list_srn_instances
+        from scenes.dataset import instance_names
+        from scenes.srn import list_srn_instances
 
         if self.source == "procedural":
             return instance_names(self.dataset_config(), "test")
@@ -113,7 +113,8 @@ class PrepareDataset(NvscTask):
 
 
 def dataset_root(prepare: PrepareDataset) -> Path:
-    return Path(json.loads((prepare.output().folder / "dataset.json").read_text())["root"])
+    folder = prepare.output().folder
+    return folder / json.loads((folder / "dataset.json").read_text())["root"]
 
 
 def load_instance(prepare: PrepareDataset, split: str, name: str):

@@ -1,0 +1,59 @@
+"""Bad input stops the pipeline with one message naming the thing and the fix, before anything is written;
+a rerun after the fix goes on from what was already complete."""
+
+from __future__ import annotations
+
+import pytest
+
+from scenes.dataset import ProceduralDatasetConfig, generate_dataset
+from tests.pipeline.conftest import PipelineRunner
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def external_dataset(tmp_path):
+    config = ProceduralDatasetConfig(categories=("mug",), train_instances=1, val_instances=0, test_instances=1,
+                                     train_views=4, test_views=8, image_size=32)
+    root = tmp_path / "my_dataset"
+    generate_dataset(config, root)
+    return root
+
+
+def test_malformed_pose_is_named_and_nothing_is_written(tmp_path, external_dataset):
+    runner = PipelineRunner(tmp_path)
+    pose = external_dataset / "mug_test" / "mug_0001" / "pose" / "000003.txt"
+    good = pose.read_text()
+    pose.write_text("1 0 0\n0 1 0\n")
+    result = runner("nvsc", "run", "PrepareDataset", "--PrepareDataset-source", str(external_dataset))
+    assert result.returncode != 0
+    assert "000003.txt" in result.stderr and "Fix:" in result.stderr
+    assert runner.folders("PrepareDataset") == set()
+
+    pose.write_text(good)
+    result = runner("nvsc", "run", "PrepareDataset", "--PrepareDataset-source", str(external_dataset))
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(runner.folders("PrepareDataset")) == 1
+
+
+def test_unknown_sampler_is_refused_before_any_task_runs(tmp_path):
+    runner = PipelineRunner(tmp_path)
+    result = runner("nvsc", "run", "--BuildReport-methods", '["ground_truth", "xunet/bogus"]')
+    assert result.returncode == 2
+    assert "unknown sampler 'bogus'" in result.stderr and "xunet/stochastic" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_rerun_after_a_failure_keeps_completed_tasks(tmp_path):
+    runner = PipelineRunner(tmp_path)
+    # A wrong image size for the ground-truth views fails GenerateViews after the dataset is complete...
+    result = runner("luigi", "ScoreScene", "--local-scheduler", "--scene", "mug_0002", "--method", "ground_truth",
+                    "--GenerateViews-input-view", "99")
+    assert result.returncode != 0 and "input_view" in result.stderr
+    dataset = runner.folders("PrepareDataset")
+    assert len(dataset) == 1 and runner.folders("GenerateViews") == set()
+    # ...and the fixed rerun reuses the dataset instead of rendering it again.
+    result = runner("luigi", "ScoreScene", "--local-scheduler", "--scene", "mug_0002", "--method", "ground_truth")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert runner.folders("PrepareDataset") == dataset
+    assert len(runner.folders("ScoreScene")) == 1
