@@ -14,18 +14,26 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
 import luigi
+import luigi.configuration
 
 from pipeline.outputs import FolderTarget, signature
 from scenes.errors import InvalidInputError
 
 logger = logging.getLogger("nvsc.pipeline")
 
+# Every default lives in luigi.cfg. Luigi reads ./luigi.cfg and $LUIGI_CONFIG_PATH; where neither exists (a run
+# started from another folder), the project's own luigi.cfg supplies the defaults.
+PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "luigi.cfg"
+if not Path("luigi.cfg").is_file() and "LUIGI_CONFIG_PATH" not in os.environ and PROJECT_CONFIG.is_file():
+    luigi.configuration.add_config_path(str(PROJECT_CONFIG))
+
 
 class nvsc(luigi.Config):  # noqa: N801 - the section name `[nvsc]` in luigi.cfg
-    output_root = luigi.Parameter(default="runs", description="Folder that holds every task's output folder.")
+    output_root = luigi.Parameter(description="Folder that holds every task's output folder.")
 
 
 class NvscTask(luigi.Task):
@@ -63,17 +71,16 @@ class NvscTask(luigi.Task):
 class PrepareDataset(NvscTask):
     """The multi-view dataset in SRN layout: rendered procedurally, or an existing SRN-layout folder, validated."""
 
-    source = luigi.Parameter(default="procedural",
-                             description="`procedural`, or the path of a dataset in SRN layout "
+    source = luigi.Parameter(description="`procedural`, or the path of a dataset in SRN layout "
                                          "(<root>/<category>_<split>/<instance>/{rgb,pose,intrinsics.txt}).")
-    categories = luigi.ListParameter(default=["mug", "chair", "lamp"], description="Procedural object categories.")
-    train_instances = luigi.IntParameter(default=8, description="Procedural training instances per category.")
-    val_instances = luigi.IntParameter(default=1, description="Procedural validation instances per category.")
-    test_instances = luigi.IntParameter(default=1, description="Procedural test instances per category.")
-    train_views = luigi.IntParameter(default=24, description="Views per training instance, spread over the sphere.")
-    test_views = luigi.IntParameter(default=16, description="Views per test instance, on a fixed orbit.")
-    image_size = luigi.IntParameter(default=32, description="Image width and height in pixels.")
-    seed = luigi.IntParameter(default=0, description="Seed of the procedural objects and cameras.")
+    categories = luigi.ListParameter(description="Procedural object categories.")
+    train_instances = luigi.IntParameter(description="Procedural training instances per category.")
+    val_instances = luigi.IntParameter(description="Procedural validation instances per category.")
+    test_instances = luigi.IntParameter(description="Procedural test instances per category.")
+    train_views = luigi.IntParameter(description="Views per training instance, spread over the sphere.")
+    test_views = luigi.IntParameter(description="Views per test instance, on a fixed orbit.")
+    image_size = luigi.IntParameter(description="Image width and height in pixels.")
+    seed = luigi.IntParameter(description="Seed of the procedural objects and cameras.")
 
     def label(self) -> str:
         return "procedural" if self.source == "procedural" else Path(self.source).name
@@ -131,15 +138,15 @@ def load_instance(prepare: PrepareDataset, split: str, name: str):
 class TrainGenerator(NvscTask):
     """A pose-conditioned diffusion model (3DiM's X-UNet) trained on the training split; a checkpoint folder."""
 
-    preset = luigi.Parameter(default="tiny", description="X-UNet architecture preset (see generators.xunet.PRESETS).")
-    steps = luigi.IntParameter(default=3000, description="Optimizer steps.")
-    batch_size = luigi.IntParameter(default=16, description="View pairs per step.")
-    lr = luigi.FloatParameter(default=2e-4, description="Peak learning rate of AdamW.")
-    warmup_steps = luigi.IntParameter(default=200, description="Linear learning-rate warm-up steps.")
-    ema_decay = luigi.FloatParameter(default=0.999, description="Decay of the weights' exponential moving average.")
-    checkpoint_every = luigi.IntParameter(default=1000, description="Steps between checkpoints.")
-    seed = luigi.IntParameter(default=0, description="Seed of initialisation, batches and noise.")
-    device = luigi.Parameter(default="auto", significant=False, description="`auto`, `cpu` or `cuda`.")
+    preset = luigi.Parameter(description="X-UNet architecture preset (see generators.xunet.PRESETS).")
+    steps = luigi.IntParameter(description="Optimizer steps.")
+    batch_size = luigi.IntParameter(description="View pairs per step.")
+    lr = luigi.FloatParameter(description="Peak learning rate of AdamW.")
+    warmup_steps = luigi.IntParameter(description="Linear learning-rate warm-up steps.")
+    ema_decay = luigi.FloatParameter(description="Decay of the weights' exponential moving average.")
+    checkpoint_every = luigi.IntParameter(description="Steps between checkpoints.")
+    seed = luigi.IntParameter(description="Seed of initialisation, batches and noise.")
+    device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
 
     def requires(self):
         return PrepareDataset()
@@ -187,11 +194,11 @@ class GenerateViews(SceneMethodTask):
 
     The input view is kept as given; every other camera gets a generated view."""
 
-    input_view = luigi.IntParameter(default=0, description="Index of the test view given to the generator.")
-    sampling_steps = luigi.IntParameter(default=64, description="Denoising steps per view.")
-    guidance_weight = luigi.FloatParameter(default=1.0, description="Classifier-free guidance weight w (0 = off).")
-    seed = luigi.IntParameter(default=0, description="Seed of the sampler's noise and random choices.")
-    device = luigi.Parameter(default="auto", significant=False, description="`auto`, `cpu` or `cuda`.")
+    input_view = luigi.IntParameter(description="Index of the test view given to the generator.")
+    sampling_steps = luigi.IntParameter(description="Denoising steps per view.")
+    guidance_weight = luigi.FloatParameter(description="Classifier-free guidance weight w (0 = off).")
+    seed = luigi.IntParameter(description="Seed of the sampler's noise and random choices.")
+    device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
 
     def requires(self):
         from generators.registry import parse_method
@@ -224,12 +231,12 @@ class FitNeRF(SceneMethodTask):
     """3DiM's protocol: a NeRF without view dependence fitted on a subset of the views, rendered at the held-out
     cameras; the renders in `transforms.json` layout."""
 
-    heldout_every = luigi.IntParameter(default=4, description="Hold out every k-th view (the input view is kept).")
-    steps = luigi.IntParameter(default=600, description="Optimizer steps of the fit.")
-    rays_per_batch = luigi.IntParameter(default=2048, description="Rays per optimizer step.")
-    samples_per_ray = luigi.IntParameter(default=48, description="Samples along each ray.")
-    seed = luigi.IntParameter(default=0, description="Seed of initialisation and ray batches.")
-    device = luigi.Parameter(default="auto", significant=False, description="`auto`, `cpu` or `cuda`.")
+    heldout_every = luigi.IntParameter(description="Hold out every k-th view (the input view is kept).")
+    steps = luigi.IntParameter(description="Optimizer steps of the fit.")
+    rays_per_batch = luigi.IntParameter(description="Rays per optimizer step.")
+    samples_per_ray = luigi.IntParameter(description="Samples along each ray.")
+    seed = luigi.IntParameter(description="Seed of initialisation and ray batches.")
+    device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
 
     def requires(self):
         return GenerateViews(scene=self.scene, method=self.method)
@@ -276,9 +283,8 @@ class ScoreScene(SceneMethodTask):
 class BuildReport(NvscTask):
     """Tables, figures, per-scene image grids and one HTML page over every test scene and method."""
 
-    methods = luigi.ListParameter(default=["ground_truth", "noise", "xunet/stochastic", "xunet/naive"],
-                                  description="Rows of the report, in order.")
-    max_scenes = luigi.IntParameter(default=0, description="Use only the first N test scenes (0 = all).")
+    methods = luigi.ListParameter(description="Rows of the report, in order.")
+    max_scenes = luigi.IntParameter(description="Use only the first N test scenes (0 = all).")
 
     def scene_names(self) -> list[str]:
         names = PrepareDataset().test_scene_names()

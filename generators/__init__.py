@@ -1,0 +1,1 @@
+"""Pose-conditioned diffusion (3DiM): X-UNet, noise schedule, training, samplers, checkpoints and generator adapters."""

@@ -1,0 +1,332 @@
+"""3DiM's X-UNet (Watson et al. 2023, "Novel View Synthesis with Diffusion Models", Sec. 3 and Appendix).
+
+Two frames per example go through the same UNet weights: frame 0 is the clean conditioning view, frame 1 the noisy
+target z_t. Frames are stacked in the batch dimension, interleaved ([B * 2, C, H, W], row 2b + f is frame f of
+example b), so convolutions and normalisations see each frame on its own; only the attention blocks mix them:
+self-attention inside each frame, then cross-attention where each frame attends to the other one.
+
+Every ResNet block is modulated (FiLM) by the sum of two embeddings: the frame's logSNR (the clean conditioning
+frame is told logsnr_max) and its per-pixel pose embedding, i.e. the NeRF positional encoding of the ray origin and
+direction through every pixel, resized to the block's resolution. Classifier-free guidance (Ho & Salimans 2022) needs
+an unconditional model: where `cond_mask` is 0 the conditioning image is zeroed and, as in 3DiM's
+`ConditioningProcessor`, the pose embedding of both frames is zeroed, so the prediction uses neither the
+conditioning view nor the cameras. A learned per-frame embedding, added after the masking, still tells the two
+frames apart.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from scenes.cameras import camera_rays
+from scenes.errors import InvalidInputError
+
+
+@dataclass
+class XUNetConfig:
+    """Shape of an X-UNet; stored in a checkpoint's config.json under "model"."""
+
+    image_size: int = 32
+    """Side of the square images (pixels); must be divisible by 2 ** (len(ch_mult) - 1)."""
+    ch: int = 32
+    """Channels of the first resolution level."""
+    ch_mult: tuple[int, ...] = (1, 2, 2)
+    """Channel multiplier per resolution level; the image is halved between consecutive levels."""
+    num_res_blocks: int = 1
+    """ResNet blocks per level on the way down (the way up has one more, as in DDPM)."""
+    attn_resolutions: tuple[int, ...] = (16, 8)
+    """Resolutions (pixels per side) whose blocks get self- and cross-frame attention; at least one level must be
+    listed, because cross-attention is the only place where the target frame sees the conditioning frame."""
+    num_heads: int = 4
+    """Attention heads."""
+    dropout: float = 0.1
+    """Dropout rate inside every ResNet block."""
+    emb_ch: int = 128
+    """Channels of the logSNR and pose embeddings that FiLM turns into per-block scales and shifts."""
+    pos_octaves: int = 8
+    """NeRF positional encoding of ray origins and directions uses sin/cos at frequencies 2^0 .. 2^(pos_octaves-1)."""
+    cond_dropout_prob: float = 0.1
+    """Probability per training example of dropping the conditioning (classifier-free guidance training)."""
+    logsnr_min: float = -20.0
+    """Noisiest logSNR of the schedule the model is trained with."""
+    logsnr_max: float = 20.0
+    """Cleanest logSNR of the schedule; the clean conditioning frame is embedded at this level."""
+
+    def __post_init__(self):
+        self.ch_mult = tuple(int(m) for m in self.ch_mult)
+        self.attn_resolutions = tuple(int(r) for r in self.attn_resolutions)
+        levels = len(self.ch_mult)
+        if levels < 1 or self.image_size % 2 ** (levels - 1) != 0:
+            raise InvalidInputError("XUNetConfig.image_size", f"{self.image_size} is not divisible by "
+                                    f"2^{levels - 1} (one halving per level of ch_mult={self.ch_mult})",
+                                    "pick an image size divisible by that power of two or fewer levels")
+        if not set(self.resolutions()) & set(self.attn_resolutions):
+            raise InvalidInputError("XUNetConfig.attn_resolutions", f"{self.attn_resolutions} contains none of the "
+                                    f"UNet's resolutions {self.resolutions()}, so the frames would never mix",
+                                    "list at least one of the UNet's resolutions")
+        for name in ("dropout", "cond_dropout_prob"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InvalidInputError(f"XUNetConfig.{name}", f"is {getattr(self, name)}", "use a value in [0, 1)")
+        if not self.logsnr_min < self.logsnr_max:
+            raise InvalidInputError("XUNetConfig.logsnr_min", f"{self.logsnr_min} is not below logsnr_max "
+                                    f"{self.logsnr_max}", "use e.g. -20 and 20")
+        for mult in self.ch_mult:
+            if (self.ch * mult) % self.num_heads != 0:
+                raise InvalidInputError("XUNetConfig.num_heads", f"{self.ch * mult} channels do not split into "
+                                        f"{self.num_heads} heads", "pick num_heads dividing every level's channels")
+
+    def resolutions(self) -> list[int]:
+        """Pixels per side at each level, from the input resolution down."""
+        return [self.image_size // 2 ** i for i in range(len(self.ch_mult))]
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "XUNetConfig") -> XUNetConfig:
+        """Rebuild from `to_dict()` output; unknown or missing fields raise `InvalidInputError` naming `source`."""
+        names = {f.name for f in fields(cls)}
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+        if unknown or missing:
+            raise InvalidInputError(source, f"model config has unknown fields {unknown} and lacks {missing}",
+                                    "write a config produced by XUNetConfig.to_dict()")
+        return cls(**data)
+
+
+#: Named configurations. "tiny" trains on a 2-core CPU in minutes at 32x32 or 64x64
+#: (use `dataclasses.replace(PRESETS["tiny"], image_size=64)`). Its frames mix at 8x8 only: attention at 16x16
+#: would halve its CPU throughput, and the fourth level keeps an 8x8 level at 64x64 as well.
+PRESETS: dict[str, XUNetConfig] = {
+    "tiny": XUNetConfig(image_size=32, ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
+                        num_heads=4, dropout=0.0, emb_ch=64, pos_octaves=6),
+}
+
+
+def _group_norm(channels: int) -> nn.GroupNorm:
+    # 32 groups as in DDPM/3DiM where channels allow, but at least 4 channels per group for the narrow tiny model.
+    groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and channels // g >= 4 or g == 1)
+    return nn.GroupNorm(groups, channels)
+
+
+def _zero_init(module: nn.Module) -> nn.Module:
+    # 3DiM's out_init_scale(): residual branches start as the identity, which keeps deep UNets stable early on.
+    for parameter in module.parameters():
+        nn.init.zeros_(parameter)
+    return module
+
+
+def logsnr_embedding(logsnr: torch.Tensor, dim: int, logsnr_min: float, logsnr_max: float) -> torch.Tensor:
+    """[N, dim] DDPM sinusoidal embedding of logsnr [N] after mapping it to a time in [0, 1] (3DiM Appendix)."""
+    logsnr = logsnr.clamp(logsnr_min, logsnr_max)
+    # 2/pi atan(exp(-logsnr/2)) inverts the unclipped cosine schedule, so the embedding sees a time-like input.
+    time = 2.0 / math.pi * torch.atan(torch.exp(-0.5 * logsnr))
+    half = dim // 2
+    frequencies = torch.exp(-math.log(10000.0) * torch.arange(half, device=logsnr.device) / max(half - 1, 1))
+    angles = 1000.0 * time[:, None] * frequencies[None]
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=1)
+
+
+def nerf_positional_encoding(x: torch.Tensor, octaves: int) -> torch.Tensor:
+    """[..., 3 + 6 * octaves]: x [..., 3] with sin and cos of x * 2^k, k = 0 .. octaves - 1 (Mildenhall et al. 2020)."""
+    scales = 2.0 ** torch.arange(octaves, device=x.device, dtype=x.dtype)
+    scaled = (x[..., None, :] * scales[:, None]).flatten(-2)
+    return torch.cat([x, torch.sin(scaled), torch.cos(scaled)], dim=-1)
+
+
+class FiLM(nn.Module):
+    """Feature-wise scale and shift from a per-pixel embedding (3DiM's FiLM: h * (1 + scale) + shift)."""
+
+    def __init__(self, emb_ch: int, features: int):
+        super().__init__()
+        self.proj = nn.Conv2d(emb_ch, 2 * features, 1)
+
+    def forward(self, h: torch.Tensor, emb_act: torch.Tensor) -> torch.Tensor:
+        """h [BF, C, h, w] modulated by emb_act [BF, E, h, w] (the embedding after SiLU)."""
+        scale, shift = self.proj(emb_act).chunk(2, dim=1)
+        return h * (1.0 + scale) + shift
+
+
+class ResnetBlock(nn.Module):
+    """GroupNorm, SiLU, (resample), conv, GroupNorm, FiLM, SiLU, dropout, conv, plus skip, scaled by 1/sqrt(2)."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_ch: int, dropout: float, resample: str | None = None):
+        super().__init__()
+        self.resample = resample
+        self.norm1, self.conv1 = _group_norm(in_ch), nn.Conv2d(in_ch, out_ch, 3, padding=1)
+        self.norm2, self.film = _group_norm(out_ch), FiLM(emb_ch, out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero_init(nn.Conv2d(out_ch, out_ch, 3, padding=1))
+        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def _resample(self, x: torch.Tensor) -> torch.Tensor:
+        if self.resample == "down":
+            return F.avg_pool2d(x, 2)
+        if self.resample == "up":
+            return F.interpolate(x, scale_factor=2, mode="nearest")
+        return x
+
+    def forward(self, x: torch.Tensor, emb_act: torch.Tensor) -> torch.Tensor:
+        """x [BF, in_ch, h, w] -> [BF, out_ch, h', w'] (h' = h / 2 or 2 h when resampling)."""
+        h = self._resample(F.silu(self.norm1(x)))
+        h = self.film(self.norm2(self.conv1(h)), emb_act)
+        h = self.conv2(self.dropout(F.silu(h)))
+        return (h + self.skip(self._resample(x))) / math.sqrt(2.0)
+
+
+class AttnBlock(nn.Module):
+    """Multi-head attention over pixels: within each frame (self) or from each frame to the other one (cross)."""
+
+    def __init__(self, channels: int, num_heads: int, cross: bool):
+        super().__init__()
+        self.cross, self.num_heads = cross, num_heads
+        self.norm = _group_norm(channels)
+        self.qkv = nn.Linear(channels, 3 * channels)
+        self.out = _zero_init(nn.Linear(channels, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x [B * 2, C, h, w] (frames interleaved) -> same shape."""
+        frames, channels, height, width = x.shape
+        tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B * 2, h * w, C]
+        q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B * 2, heads, h * w, C / heads]
+                   for t in self.qkv(tokens).chunk(3, dim=-1))
+        if self.cross:
+            # Keys and values of the other frame: swap frames 0 and 1 of every example.
+            k, v = (t.unflatten(0, (-1, 2)).flip(1).flatten(0, 1) for t in (k, v))
+        attended = F.scaled_dot_product_attention(q, k, v)
+        out = self.out(attended.transpose(1, 2).flatten(2))  # [B * 2, h * w, C]
+        return (x + out.transpose(1, 2).reshape(frames, channels, height, width)) / math.sqrt(2.0)
+
+
+class XUNetBlock(nn.Module):
+    """A ResNet block, then (at attention resolutions) self-attention and cross-frame attention."""
+
+    def __init__(self, in_ch: int, out_ch: int, config: XUNetConfig, use_attn: bool):
+        super().__init__()
+        self.resnet = ResnetBlock(in_ch, out_ch, config.emb_ch, config.dropout)
+        self.attention = nn.Sequential(AttnBlock(out_ch, config.num_heads, cross=False),
+                                       AttnBlock(out_ch, config.num_heads, cross=True)) if use_attn else nn.Identity()
+
+    def forward(self, x: torch.Tensor, emb_act: torch.Tensor) -> torch.Tensor:
+        return self.attention(self.resnet(x, emb_act))
+
+
+class Conditioning(nn.Module):
+    """logSNR embedding per frame and per-pixel pose embeddings per resolution level (3DiM's ConditioningProcessor)."""
+
+    def __init__(self, config: XUNetConfig):
+        super().__init__()
+        self.config = config
+        self.logsnr_mlp = nn.Sequential(nn.Linear(config.ch, config.emb_ch), nn.SiLU(),
+                                        nn.Linear(config.emb_ch, config.emb_ch))
+        pose_dim = 2 * (3 + 6 * config.pos_octaves)  # encoded origins and directions
+        self.frame_emb = nn.Parameter(torch.randn(2, pose_dim) / math.sqrt(pose_dim))
+        self.pose_proj = nn.ModuleList(nn.Conv2d(pose_dim, config.emb_ch, 1) for _ in config.ch_mult)
+
+    def forward(self, logsnr: torch.Tensor, cond_c2w: torch.Tensor, target_c2w: torch.Tensor,
+                intrinsics: torch.Tensor, cond_mask: torch.Tensor, height: int, width: int
+                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """logSNR embedding [B * 2, E] and one pose embedding [B * 2, E, H / 2^i, W / 2^i] per level i."""
+        config, batch = self.config, logsnr.shape[0]
+        frame_logsnr = torch.stack([torch.full_like(logsnr, config.logsnr_max), logsnr], dim=1).flatten()
+        logsnr_emb = self.logsnr_mlp(logsnr_embedding(frame_logsnr, config.ch, config.logsnr_min, config.logsnr_max))
+
+        c2w = torch.stack([cond_c2w, target_c2w], dim=1).flatten(0, 1).float()  # [B * 2, 4, 4]
+        intrinsics = intrinsics.float().expand(batch, 4).repeat_interleave(2, dim=0)
+        origins, directions = camera_rays(c2w, intrinsics, height, width)  # [B * 2, H, W, 3]
+        pose = torch.cat([nerf_positional_encoding(origins, config.pos_octaves),
+                          nerf_positional_encoding(directions, config.pos_octaves)], dim=-1).permute(0, 3, 1, 2)
+        pose = pose * cond_mask.repeat_interleave(2)[:, None, None, None]
+        pose = pose + self.frame_emb.repeat(batch, 1)[:, :, None, None]
+        # Area-resize the encoding to each level before projecting it (anti-aliases the high octaves).
+        pose_embs = [proj(F.avg_pool2d(pose, 2 ** i) if i else pose) for i, proj in enumerate(self.pose_proj)]
+        return logsnr_emb, pose_embs
+
+
+class XUNet(nn.Module):
+    """3DiM's X-UNet: eps prediction for the noisy target frame given one clean conditioning frame (the Denoiser)."""
+
+    parameterization = "eps"
+    supports_guidance = True
+
+    def __init__(self, config: XUNetConfig):
+        super().__init__()
+        self.config = config
+        self.image_size = config.image_size
+        widths = [config.ch * m for m in config.ch_mult]
+        resolutions = config.resolutions()
+        attends = [r in config.attn_resolutions for r in resolutions]
+        self.conditioning = Conditioning(config)
+        self.conv_in = nn.Conv2d(3, config.ch, 3, padding=1)
+
+        skip_channels, channels = [config.ch], config.ch
+        self.down_blocks, self.downsamples = nn.ModuleList(), nn.ModuleList()
+        for level, width in enumerate(widths):
+            blocks = nn.ModuleList()
+            for _ in range(config.num_res_blocks):
+                blocks.append(XUNetBlock(channels, width, config, attends[level]))
+                channels = width
+                skip_channels.append(channels)
+            self.down_blocks.append(blocks)
+            if level != len(widths) - 1:
+                self.downsamples.append(ResnetBlock(channels, channels, config.emb_ch, config.dropout, "down"))
+                skip_channels.append(channels)
+        self.middle = XUNetBlock(channels, channels, config, attends[-1])
+
+        self.up_blocks, self.upsamples = nn.ModuleList(), nn.ModuleList()
+        for level in reversed(range(len(widths))):
+            blocks = nn.ModuleList()
+            for _ in range(config.num_res_blocks + 1):
+                blocks.append(XUNetBlock(channels + skip_channels.pop(), widths[level], config, attends[level]))
+                channels = widths[level]
+            self.up_blocks.append(blocks)
+            if level != 0:
+                self.upsamples.append(ResnetBlock(channels, channels, config.emb_ch, config.dropout, "up"))
+        # After the last attention block on the way up nothing reads the conditioning frame any more, so the rest of
+        # the UNet runs on the target frame only (same result, about a third less work at the high resolutions).
+        up_attends = [attends[level] for level in reversed(range(len(widths)))
+                      for _ in range(config.num_res_blocks + 1)]
+        self._last_mixing_block = max(i for i, a in enumerate(up_attends) if a)  # config ensures one exists
+        self.norm_out = _group_norm(channels)
+        self.conv_out = _zero_init(nn.Conv2d(channels, 3, 3, padding=1))
+
+    def forward(self, z_t: torch.Tensor, logsnr: torch.Tensor, cond_image: torch.Tensor, cond_c2w: torch.Tensor,
+                target_c2w: torch.Tensor, intrinsics: torch.Tensor, cond_mask: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """eps [B, 3, H, W] for z_t [B, 3, H, W] at logsnr [B] given cond_image [B, 3, H, W], cond_c2w and
+        target_c2w [B, 4, 4], intrinsics [B, 4] (fx, fy, cx, cy) and cond_mask [B] (1 = conditioned)."""
+        batch, _, height, width = z_t.shape
+        if cond_mask is None:
+            cond_mask = torch.ones(batch, device=z_t.device)
+        cond_mask = cond_mask.to(device=z_t.device, dtype=z_t.dtype)
+        logsnr_emb, pose_embs = self.conditioning(logsnr.to(z_t.dtype), cond_c2w, target_c2w, intrinsics, cond_mask,
+                                                  height, width)
+        # SiLU before FiLM's projection, as 3DiM's FiLM; computed once per level and shared by its blocks.
+        emb_acts = [F.silu(logsnr_emb[:, :, None, None] + pose) for pose in pose_embs]
+
+        h = torch.stack([cond_image * cond_mask[:, None, None, None], z_t], dim=1).flatten(0, 1)  # [B * 2, 3, H, W]
+        h = self.conv_in(h)
+        skips = [h]
+        for level, blocks in enumerate(self.down_blocks):
+            for block in blocks:
+                h = block(h, emb_acts[level])
+                skips.append(h)
+            if level < len(self.downsamples):
+                h = self.downsamples[level](h, emb_acts[level + 1])
+                skips.append(h)
+        h = self.middle(h, emb_acts[-1])
+        block_index = 0
+        for i, blocks in enumerate(self.up_blocks):
+            level = len(self.up_blocks) - 1 - i
+            for block in blocks:
+                h = block(torch.cat([h, skips.pop()], dim=1), emb_acts[level])
+                if block_index == self._last_mixing_block:  # keep the target frame (odd rows) from here on
+                    h, skips, emb_acts = h[1::2], [s[1::2] for s in skips], [e[1::2] for e in emb_acts]
+                block_index += 1
+            if level != 0:
+                h = self.upsamples[i](h, emb_acts[level - 1])
+        return self.conv_out(F.silu(self.norm_out(h)))  # [B, 3, H, W]

@@ -1,0 +1,84 @@
+"""The X-UNet behind the ViewGenerator contract, and the noise control generator."""
+
+import numpy as np
+import pytest
+import torch
+
+from generators.checkpoint import save_checkpoint
+from generators.controls import noise_views
+from generators.denoiser import ViewGenerator
+from generators.xunet import XUNet, XUNetConfig
+from generators.xunet_generator import XUNetViewGenerator
+from scenes.cameras import Cameras, Intrinsics, look_at
+from scenes.errors import InvalidInputError
+from scenes.scene import MultiViewScene
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These models are tiny: one thread is faster, and immune to a busy machine's thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+MICRO = XUNetConfig(image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_heads=2,
+                    dropout=0.0, emb_ch=16, pos_octaves=2)
+
+
+def cameras(count: int, size: int, start: float = 0.0) -> Cameras:
+    angles = start + np.linspace(0, 2 * np.pi, count, endpoint=False)
+    c2w = np.stack([look_at(np.array([2 * np.cos(a), 2 * np.sin(a), 0.8])) for a in angles])
+    return Cameras(c2w, Intrinsics(1.1 * size, 1.1 * size, size / 2, size / 2, size, size))
+
+
+def scene(size: int) -> MultiViewScene:
+    images = np.random.default_rng(0).random((2, size, size, 3), dtype=np.float32)
+    return MultiViewScene(images, cameras(2, size, start=0.4))
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    model = XUNet(MICRO)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.normal_(0, 0.1)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", model, model, MICRO, step=1)
+
+
+@pytest.mark.parametrize("sampler", ["stochastic", "naive"])
+def test_generate_gives_deterministic_images_in_unit_range(checkpoint, sampler):
+    generator = XUNetViewGenerator(checkpoint, sampler, steps=3, guidance_weight=1.0)
+    assert isinstance(generator, ViewGenerator) and generator.image_size == 8
+    targets = cameras(3, 8)
+    first = generator.generate(scene(8), targets, seed=1)
+    assert first.shape == (3, 8, 8, 3) and first.dtype == np.float32
+    assert first.min() >= 0 and first.max() <= 1
+    np.testing.assert_array_equal(first, generator.generate(scene(8), targets, seed=1))
+    assert np.abs(first - generator.generate(scene(8), targets, seed=2)).max() > 1e-3
+
+
+def test_unknown_sampler_fails_before_the_checkpoint_is_read(tmp_path):
+    with pytest.raises(InvalidInputError, match="unknown sampler 'ddpm'"):
+        XUNetViewGenerator(tmp_path / "not-a-checkpoint", "ddpm", steps=3, guidance_weight=0.0)
+
+
+def test_image_size_mismatch_names_both_sizes(checkpoint):
+    generator = XUNetViewGenerator(checkpoint, "naive", steps=2, guidance_weight=0.0)
+    with pytest.raises(InvalidInputError, match=r"16x16.*8x8"):
+        generator.generate(scene(16), cameras(2, 8), seed=0)
+    with pytest.raises(InvalidInputError, match="target_cameras"):
+        generator.generate(scene(8), cameras(2, 16), seed=0)
+
+
+def test_noise_views_are_uniform_independent_and_seeded():
+    targets = cameras(4, 16)
+    views = noise_views(targets, seed=3)
+    assert views.shape == (4, 16, 16, 3) and views.dtype == np.float32
+    assert views.min() >= 0 and views.max() < 1 and abs(views.mean() - 0.5) < 0.03
+    np.testing.assert_array_equal(views, noise_views(targets, seed=3))
+    assert not np.array_equal(views, noise_views(targets, seed=4))
+    assert abs(np.corrcoef(views[0].ravel(), views[1].ravel())[0, 1]) < 0.1

@@ -1,0 +1,130 @@
+"""Checkpoint folders: round trip, atomic rewrite, and one clear error per kind of broken folder."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from generators.checkpoint import load_checkpoint, save_checkpoint
+from generators.xunet import XUNet, XUNetConfig
+from scenes.errors import InvalidInputError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These models are tiny: one thread is faster, and immune to a busy machine's thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+MICRO = XUNetConfig(image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_heads=2,
+                    dropout=0.0, emb_ch=16, pos_octaves=2)
+
+
+def random_model(seed: int) -> XUNet:
+    torch.manual_seed(seed)
+    model = XUNet(MICRO)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.1)
+    return model.eval()
+
+
+def example_inputs():
+    g = torch.Generator().manual_seed(3)
+    c2w = torch.eye(4).expand(2, 4, 4).clone()
+    c2w[:, 2, 3] = 3.0
+    return (torch.randn(2, 3, 8, 8, generator=g), torch.tensor([-2.0, 4.0]), torch.rand(2, 3, 8, 8, generator=g),
+            c2w, c2w, torch.tensor([8.0, 8.0, 4.0, 4.0]).expand(2, 4))
+
+
+@pytest.fixture
+def checkpoint(tmp_path):
+    model, ema = random_model(1), random_model(2)
+    folder = save_checkpoint(tmp_path / "ckpt", model, ema, MICRO, step=7)
+    return folder, model, ema
+
+
+@torch.no_grad()
+def test_round_trip_gives_identical_outputs(checkpoint):
+    folder, model, ema = checkpoint
+    config = json.loads((folder / "config.json").read_text())
+    assert config["format_version"] == 1 and config["architecture"] == "xunet" and config["step"] == 7
+    assert config["image_size"] == 8 and config["schedule"]["logsnr_min"] == -20.0
+    loaded_ema, loaded_config = load_checkpoint(folder)
+    loaded_raw, _ = load_checkpoint(folder, use_ema=False)
+    assert loaded_config == MICRO and not loaded_ema.training
+    args = example_inputs()
+    assert torch.equal(loaded_ema(*args), ema(*args))
+    assert torch.equal(loaded_raw(*args), model(*args))
+    assert not torch.equal(loaded_raw(*args), loaded_ema(*args))
+
+
+def test_saving_again_replaces_the_folder_completely(checkpoint, tmp_path):
+    folder, model, ema = checkpoint
+    (folder / "stray.txt").write_text("left over")
+    save_checkpoint(folder, ema, model, MICRO, step=8)
+    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "ema.safetensors", "model.safetensors"]
+    assert json.loads((folder / "config.json").read_text())["step"] == 8
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"], "no temporary folders may be left behind"
+
+
+def edit_config(folder, **changes):
+    config = json.loads((folder / "config.json").read_text())
+    config.update(changes)
+    (folder / "config.json").write_text(json.dumps(config))
+
+
+def rewrite_weights(folder, edit):
+    path = folder / "ema.safetensors"
+    state = load_file(str(path))
+    edit(state)
+    save_file(state, str(path))
+
+
+def truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        load_checkpoint(tmp_path / "nowhere")
+
+
+@pytest.mark.parametrize("breakage, file, message", [
+    (lambda f: (f / "config.json").unlink(), "config.json", "missing"),
+    (lambda f: (f / "ema.safetensors").unlink(), "ema.safetensors", "missing"),
+    (lambda f: (f / "config.json").write_text("{not json"), "config.json", "not valid JSON"),
+    (lambda f: truncate(f / "ema.safetensors"), "ema.safetensors", "truncated or corrupt"),
+    (lambda f: (f / "ema.safetensors").write_bytes(b"\x00" * 64), "ema.safetensors", "truncated or corrupt"),
+    (lambda f: edit_config(f, format_version=2), "config.json", "format_version 2"),
+    (lambda f: edit_config(f, architecture="dit"), "config.json", "architecture 'dit'"),
+    (lambda f: edit_config(f, model={**MICRO.to_dict(), "depth": 3}), "config.json", "unknown fields"),
+    (lambda f: rewrite_weights(f, lambda s: s.pop("conv_in.weight")), "ema.safetensors", "conv_in.weight"),
+    (lambda f: rewrite_weights(f, lambda s: s.update(extra=torch.zeros(1))), "ema.safetensors", "extra"),
+    (lambda f: rewrite_weights(f, lambda s: s.update({"conv_in.bias": torch.zeros(9)})), "ema.safetensors",
+     "conv_in.bias"),
+], ids=["no-config", "no-weights", "bad-json", "truncated", "garbage", "format", "architecture", "config-field",
+        "missing-key", "extra-key", "shape"])
+def test_broken_checkpoints_name_the_file(checkpoint, breakage, file, message):
+    folder = checkpoint[0]
+    breakage(folder)
+    with pytest.raises(InvalidInputError) as error:
+        load_checkpoint(folder)
+    assert file in str(error.value) and message in str(error.value)
+
+
+def test_loading_never_unpickles(checkpoint, monkeypatch):
+    import pickle
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("checkpoint loading must not unpickle")
+
+    monkeypatch.setattr(pickle, "load", refuse)
+    monkeypatch.setattr(pickle, "loads", refuse)
+    monkeypatch.setattr(torch, "load", refuse)
+    load_checkpoint(checkpoint[0])

@@ -1,0 +1,124 @@
+"""Training: view pairs, EMA, the diffusion loss going down, and a run that writes a loadable checkpoint."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from generators.checkpoint import load_checkpoint
+from generators.schedule import CosineLogSNRSchedule
+from generators.training import TrainConfig, diffusion_loss, ema_decay_at, train_generator, update_ema
+from generators.view_pairs import ViewPairs
+from generators.xunet import XUNet, XUNetConfig
+from scenes.cameras import Cameras, Intrinsics, look_at
+from scenes.errors import InvalidInputError
+from scenes.scene import MultiViewScene
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These models are tiny: one thread is faster, and immune to a busy machine's thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+MICRO = XUNetConfig(image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_heads=2,
+                    dropout=0.0, emb_ch=16, pos_octaves=2)
+
+
+def make_scenes(count: int, views: int, size: int, seed: int = 0) -> list[MultiViewScene]:
+    """Views of a colour gradient: each scene gets random colours, cameras on a ring around the origin."""
+    rng = np.random.default_rng(seed)
+    intrinsics = Intrinsics(fx=1.2 * size, fy=1.2 * size, cx=size / 2, cy=size / 2, width=size, height=size)
+    scenes = []
+    for s in range(count):
+        angles = s + np.linspace(0, 2 * np.pi, views, endpoint=False)
+        c2w = np.stack([look_at(np.array([2.5 * np.cos(a), 2.5 * np.sin(a), 1.0])) for a in angles])
+        ramp = np.linspace(0, 1, size, dtype=np.float32)[None, :, None, None] * rng.random((views, 1, 1, 3))
+        images = np.broadcast_to(ramp, (views, size, size, 3)) * 0.5 + 0.5 * rng.random((views, size, size, 3))
+        scenes.append(MultiViewScene(images.astype(np.float32), Cameras(c2w, intrinsics)))
+    return scenes
+
+
+def test_view_pairs_enumerate_distinct_views_of_one_scene_and_resize():
+    scenes = make_scenes(2, 3, 16)
+    pairs = ViewPairs(scenes, image_size=8)
+    assert len(pairs) == 2 * 3 * 2
+    seen = {pairs.pair(i) for i in range(len(pairs))}
+    assert len(seen) == len(pairs) and all(cond != target for _, cond, target in seen)
+    item = pairs[len(pairs) - 1]
+    scene, cond, target = pairs.pair(len(pairs) - 1)
+    assert item["cond_image"].shape == (3, 8, 8) and item["cond_image"].min() >= -1 and item["cond_image"].max() <= 1
+    expected = scenes[scene].images[target].reshape(8, 2, 8, 2, 3).mean(axis=(1, 3)) * 2 - 1  # 2x2 box = area resize
+    np.testing.assert_allclose(item["target_image"].permute(1, 2, 0).numpy(), expected, atol=1e-5)
+    torch.testing.assert_close(item["cond_c2w"], torch.tensor(scenes[scene].cameras.c2w[cond], dtype=torch.float32))
+    torch.testing.assert_close(item["intrinsics"], torch.tensor([9.6, 9.6, 4.0, 4.0]))
+
+
+def test_view_pairs_reject_single_view_scenes():
+    with pytest.raises(InvalidInputError, match=r"scenes\[0\]"):
+        ViewPairs([make_scenes(1, 3, 8)[0].subset([0])], 8)
+
+
+def test_ema_update_and_decay_ramp():
+    torch.manual_seed(0)
+    model, ema = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    before = [p.detach().clone() for p in ema.parameters()]
+    update_ema(ema, model, 0.9)
+    for old, new, target in zip(before, ema.parameters(), model.parameters()):
+        torch.testing.assert_close(new, 0.9 * old + 0.1 * target)
+    assert ema_decay_at(0, 0.999) == pytest.approx(0.1) and ema_decay_at(90, 0.999) == pytest.approx(91 / 100)
+    assert ema_decay_at(10 ** 6, 0.999) == 0.999
+
+
+def fixed_batch(size=8):
+    pairs = ViewPairs(make_scenes(1, 4, size), size)
+    items = [pairs[i] for i in range(4)]
+    return {name: torch.stack([item[name] for item in items]) for name in items[0]}
+
+
+def test_a_few_steps_decrease_the_loss_on_a_fixed_batch():
+    torch.manual_seed(0)
+    model, schedule, batch = XUNet(MICRO), CosineLogSNRSchedule(), fixed_batch()
+
+    def evaluate():  # same noise levels, noise and dropout decisions every time
+        with torch.no_grad():
+            return diffusion_loss(model.eval(), batch, schedule, 0.1, torch.Generator().manual_seed(123)).item()
+
+    initial = evaluate()
+    assert initial == pytest.approx(1.0, abs=0.35)  # zero-initialised output: loss = mean(eps^2)
+    optimizer, generator = torch.optim.AdamW(model.parameters(), lr=3e-3), torch.Generator().manual_seed(0)
+    for _ in range(30):
+        model.train()
+        loss = diffusion_loss(model, batch, schedule, 0.1, generator)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert evaluate() < 0.7 * initial
+
+
+def test_train_generator_writes_a_loadable_deterministic_checkpoint(tmp_path, caplog):
+    scenes = make_scenes(2, 3, 16)
+    config = TrainConfig(steps=4, batch_size=3, lr=1e-3, warmup_steps=2, checkpoint_every=3, seed=5, device="cpu")
+    with caplog.at_level(logging.INFO, logger="generators"):
+        first = train_generator(scenes, MICRO, config, tmp_path / "a")
+    second = train_generator(scenes, MICRO, config, tmp_path / "b")
+    assert first == tmp_path / "a" and "loss" in caplog.text
+    model_a, config_a = load_checkpoint(first, use_ema=False)
+    model_b, _ = load_checkpoint(second, use_ema=False)
+    ema_a, _ = load_checkpoint(first)
+    assert config_a == MICRO
+    for (name, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values()):
+        assert torch.equal(a, b), f"{name} differs between two runs with the same seed"
+    assert any(not torch.equal(a, e) for a, e in zip(model_a.parameters(), ema_a.parameters()))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a", "b"]
+
+
+def test_train_config_rejects_bad_values_before_training():
+    with pytest.raises(InvalidInputError, match="steps"):
+        TrainConfig(steps=0)
+    with pytest.raises(InvalidInputError, match="ema_decay"):
+        TrainConfig(ema_decay=1.0)

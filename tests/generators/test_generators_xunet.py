@@ -1,0 +1,163 @@
+"""X-UNet: shapes, what the prediction depends on, classifier-free guidance masking, config checks."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from generators.denoiser import Denoiser
+from generators.xunet import PRESETS, XUNet, XUNetConfig, nerf_positional_encoding
+from scenes.cameras import look_at
+from scenes.errors import InvalidInputError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def single_thread():
+    """These models are tiny: one thread is faster, and immune to a busy machine's thread contention."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+MICRO = XUNetConfig(image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_heads=2,
+                    dropout=0.0, emb_ch=16, pos_octaves=2)
+
+
+def randomised(config: XUNetConfig, seed: int = 0) -> XUNet:
+    """A model whose zero-initialised layers (residual outputs, output conv) are random, so every path matters."""
+    torch.manual_seed(seed)
+    model = XUNet(config).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.normal_(0, 0.2)
+    return model
+
+
+def c2w_at(*eyes) -> torch.Tensor:
+    return torch.tensor(np.stack([look_at(np.array(eye, dtype=float)) for eye in eyes]), dtype=torch.float32)
+
+
+def inputs(batch: int, size: int, seed: int = 1):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(batch, 3, size, size, generator=g)
+    cond = torch.rand(batch, 3, size, size, generator=g) * 2 - 1
+    logsnr = torch.linspace(-5, 5, batch)
+    cond_c2w = c2w_at(*[(2.0, 0.5 * i, 1.0) for i in range(batch)])
+    target_c2w = c2w_at(*[(-1.0, 2.0, 0.5 + 0.1 * i) for i in range(batch)])
+    intrinsics = torch.tensor([size * 1.1, size * 1.1, size / 2, size / 2]).expand(batch, 4)
+    return z, logsnr, cond, cond_c2w, target_c2w, intrinsics
+
+
+def test_output_shape_and_contract():
+    model = randomised(MICRO)
+    assert isinstance(model, Denoiser) and model.parameterization == "eps" and model.supports_guidance
+    z, logsnr, cond, cond_c2w, target_c2w, k = inputs(3, 8)
+    with torch.no_grad():
+        eps = model(z, logsnr, cond, cond_c2w, target_c2w, k)
+    assert eps.shape == (3, 3, 8, 8) and torch.isfinite(eps).all()
+
+
+def test_fresh_model_predicts_zero_noise():
+    # 3DiM zero-initialises the output convolution, so training starts from eps_hat = 0 (loss exactly E[eps^2]).
+    torch.manual_seed(0)
+    eps = XUNet(MICRO)(*inputs(2, 8))
+    assert torch.equal(eps, torch.zeros_like(eps))
+
+
+def test_prediction_depends_on_conditioning_image_and_both_poses():
+    model = randomised(MICRO)
+    z, logsnr, cond, cond_c2w, target_c2w, k = inputs(2, 8)
+    with torch.no_grad():
+        base = model(z, logsnr, cond, cond_c2w, target_c2w, k)
+        other_image = model(z, logsnr, -cond, cond_c2w, target_c2w, k)
+        other_cond_pose = model(z, logsnr, cond, c2w_at((0.0, -2.0, 1.0), (0.0, -2.0, 1.0)), target_c2w, k)
+        other_target_pose = model(z, logsnr, cond, cond_c2w, cond_c2w, k)
+        other_logsnr = model(z, logsnr + 3, cond, cond_c2w, target_c2w, k)
+    for changed in (other_image, other_cond_pose, other_target_pose, other_logsnr):
+        assert (changed - base).abs().amax(dim=(1, 2, 3)).min() > 1e-4
+
+
+def test_unconditional_prediction_ignores_conditioning_image_and_poses():
+    model = randomised(MICRO)
+    z, logsnr, cond, cond_c2w, target_c2w, k = inputs(2, 8)
+    off = torch.zeros(2)
+    with torch.no_grad():
+        base = model(z, logsnr, cond, cond_c2w, target_c2w, k, off)
+        changed = model(z, logsnr, torch.rand_like(cond), c2w_at((0, -2, 1), (0, 3, 1)), c2w_at((3, 0, 0), (1, 1, 2)),
+                        k, off)
+        other_noise = model(z.flip(0), logsnr, cond, cond_c2w, target_c2w, k, off)
+    assert torch.equal(base, changed)
+    assert (other_noise - base).abs().max() > 1e-4
+
+
+def test_cond_mask_applies_per_example_and_examples_are_independent():
+    model = randomised(MICRO)
+    z, logsnr, cond, cond_c2w, target_c2w, k = inputs(3, 8)
+    mask = torch.tensor([1.0, 0.0, 1.0])
+    with torch.no_grad():
+        together = model(z, logsnr, cond, cond_c2w, target_c2w, k, mask)
+        alone = torch.cat([model(z[i:i + 1], logsnr[i:i + 1], cond[i:i + 1], cond_c2w[i:i + 1],
+                                 target_c2w[i:i + 1], k[i:i + 1], mask[i:i + 1]) for i in range(3)])
+        swapped_cond = model(z, logsnr, -cond, cond_c2w, target_c2w, k, mask)
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-5)
+    assert torch.equal(swapped_cond[1], together[1])
+    assert (swapped_cond[0] - together[0]).abs().max() > 1e-4 and (swapped_cond[2] - together[2]).abs().max() > 1e-4
+
+
+def test_dropout_makes_training_mode_stochastic_and_eval_deterministic():
+    model = randomised(dataclasses.replace(MICRO, dropout=0.5))
+    args = inputs(2, 8)
+    with torch.no_grad():
+        assert torch.equal(model(*args), model(*args))
+        model.train()
+        assert not torch.equal(model(*args), model(*args))
+
+
+def test_nerf_positional_encoding_matches_formula():
+    x = torch.tensor([[0.3, -1.2, 2.0]], dtype=torch.float64)
+    encoded = nerf_positional_encoding(x, 3)
+    scaled = np.concatenate([x.numpy()[0] * 2.0 ** k for k in range(3)])
+    expected = np.concatenate([x.numpy()[0], np.sin(scaled), np.cos(scaled)])
+    np.testing.assert_allclose(encoded.numpy()[0], expected, rtol=1e-12)
+
+
+def test_tiny_preset_size_and_resolutions():
+    tiny = PRESETS["tiny"]
+    count = sum(p.numel() for p in XUNet(tiny).parameters())
+    assert 1_000_000 <= count <= 3_000_000
+    # 64x64 still has an 8x8 level for cross-frame attention.
+    XUNet(dataclasses.replace(tiny, image_size=64))
+    # 3DiM's 64x64 model is expressible (not built here: it has hundreds of millions of parameters).
+    XUNetConfig(image_size=64, ch=128, ch_mult=(1, 2, 2, 4), num_res_blocks=3, attn_resolutions=(8, 16, 32),
+                num_heads=4, emb_ch=1024, pos_octaves=15)
+
+
+@pytest.mark.parametrize("changes, field", [({"image_size": 9}, "image_size"),
+                                            ({"attn_resolutions": (32,)}, "attn_resolutions"),
+                                            ({"num_heads": 3}, "num_heads"),
+                                            ({"cond_dropout_prob": 1.0}, "cond_dropout_prob"),
+                                            ({"logsnr_min": 30.0}, "logsnr_min")])
+def test_invalid_configs_are_rejected(changes, field):
+    with pytest.raises(InvalidInputError, match=field):
+        dataclasses.replace(MICRO, **changes)
+
+
+def test_config_dict_round_trip_and_unknown_fields():
+    data = MICRO.to_dict()
+    assert XUNetConfig.from_dict(data) == MICRO
+    with pytest.raises(InvalidInputError, match="unknown fields"):
+        XUNetConfig.from_dict({**data, "colour": 1}, source="config.json")
+
+
+def test_running_the_target_frame_alone_after_the_last_attention_is_exact():
+    model = randomised(dataclasses.replace(MICRO, ch_mult=(1, 2, 2), image_size=16, attn_resolutions=(8,)))
+    args = inputs(2, 16)
+    with torch.no_grad():
+        fast = model(*args)
+        model._last_mixing_block = 10 ** 9  # never drop the conditioning frame: both frames reach the output
+        both = model(*args)
+    assert both.shape[0] == 4
+    torch.testing.assert_close(fast, both[1::2], atol=1e-6, rtol=1e-5)
