@@ -7,6 +7,7 @@ import torch
 from generators.checkpoint import save_checkpoint
 from generators.controls import noise_views
 from generators.denoiser import ViewGenerator
+from tests.generators.micro_model import MICRO
 from generators.xunet import XUNet, XUNetConfig
 from generators.xunet_generator import XUNetViewGenerator
 from scenes.cameras import Cameras, Intrinsics, look_at
@@ -14,17 +15,8 @@ from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one thread is faster, and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-MICRO = XUNetConfig(image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_heads=2,
-                    dropout=0.0, emb_ch=16, pos_octaves=2)
 
 
 def cameras(count: int, size: int, start: float = 0.0) -> Cameras:

@@ -7,21 +7,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from generators.checkpoint import load_checkpoint, save_checkpoint
+from tests.generators.micro_model import MICRO
 from generators.xunet import XUNet, XUNetConfig
 from scenes.errors import InvalidInputError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one thread is faster, and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-MICRO = XUNetConfig(image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_heads=2,
-                    dropout=0.0, emb_ch=16, pos_octaves=2)
 
 
 def random_model(seed: int) -> XUNet:

@@ -10,23 +10,15 @@ from generators.checkpoint import load_checkpoint
 from generators.schedule import CosineLogSNRSchedule
 from generators.training import TrainConfig, diffusion_loss, ema_decay_at, train_generator, update_ema
 from generators.view_pairs import ViewPairs
+from tests.generators.micro_model import MICRO
 from generators.xunet import XUNet, XUNetConfig
 from scenes.cameras import Cameras, Intrinsics, look_at
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one thread is faster, and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-MICRO = XUNetConfig(image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_heads=2,
-                    dropout=0.0, emb_ch=16, pos_octaves=2)
 
 
 def make_scenes(count: int, views: int, size: int, seed: int = 0) -> list[MultiViewScene]:

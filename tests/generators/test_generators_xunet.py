@@ -7,22 +7,14 @@ import pytest
 import torch
 
 from generators.denoiser import Denoiser
+from tests.generators.micro_model import MICRO
 from generators.xunet import PRESETS, XUNet, XUNetConfig, nerf_positional_encoding
 from scenes.cameras import look_at
 from scenes.errors import InvalidInputError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These models are tiny: one thread is faster, and immune to a busy machine's thread contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
-MICRO = XUNetConfig(image_size=8, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(4,), num_heads=2,
-                    dropout=0.0, emb_ch=16, pos_octaves=2)
 
 
 def randomised(config: XUNetConfig, seed: int = 0) -> XUNet:
