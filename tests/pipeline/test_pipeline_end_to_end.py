@@ -57,7 +57,7 @@ def test_second_run_finds_everything_complete(tiny_pipeline):
 
 def test_changing_one_stage_reruns_only_it_and_later_stages(tiny_pipeline):
     before = {stage: tiny_pipeline.folders(stage) for stage in STAGES}
-    result = tiny_pipeline("nvsc", "run", "--config", "tiny.cfg", "--FitNeRF-steps", "41")
+    result = tiny_pipeline("nvsc", "run", "--config", "tiny.cfg", "--FitNeRF-steps", "61")
     assert result.returncode == 0, result.stderr[-4000:]
     after = {stage: tiny_pipeline.folders(stage) for stage in STAGES}
     for stage in ("PrepareDataset", "TrainGenerator", "GenerateViews"):
