@@ -35,6 +35,7 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 def test_two_workers_through_a_central_scheduler(tmp_path):
     runner = PipelineRunner(tmp_path)
     port = free_port()
+    (tmp_path / "logs").mkdir()  # luigid logs there and does not create it
     luigid = subprocess.Popen(
         [str(BIN / "luigid"), "--address", "127.0.0.1", "--port", str(port), "--pidfile", str(tmp_path / "pid"),
          "--logdir", str(tmp_path / "logs"), "--state-path", str(tmp_path / "state.pickle")],
