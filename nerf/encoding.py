@@ -2,6 +2,7 @@
 
 Backends:
 - `tcnn`: tiny-cuda-nn's fused CUDA kernel, used whenever `import tinycudann` works and the field lives on a GPU.
+- `triton`: our Triton kernels (`nerf/triton_hash.py`), used on a GPU when tinycudann does not import and triton does.
 - `torch`: nerfstudio's pure-torch `HashEncoding` (same parameters, hash and level scales), with a forward pass
   that hashes all 8 cell corners in one broadcast and a backward pass that is one scatter-add; about 4x faster
   on a CPU than nerfstudio's corner-by-corner version and equal to it up to float rounding (tests compare them).
@@ -10,6 +11,7 @@ Backends:
 from __future__ import annotations
 
 import functools
+import importlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -27,7 +29,7 @@ logger = logging.getLogger(__name__)
 #: The official install command of tiny-cuda-nn's torch bindings (needs a CUDA toolkit).
 TCNN_INSTALL_COMMAND = "pip install ninja git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch"
 #: Values accepted by `FieldConfig.backend`.
-BACKEND_CHOICES = ("auto", "torch", "tcnn")
+BACKEND_CHOICES = ("auto", "torch", "triton", "tcnn")
 
 # instant-NGP's spatial hash primes (Eq. 4), as int32 with the same low 32 bits: products wrap modulo 2^32 like
 # the uint32 arithmetic of the paper, and the table size is a power of two, so the index (low bits of the xor) is
@@ -36,41 +38,54 @@ _PRIMES = (1, 2654435761 - 2**32, 805459861)
 
 
 @functools.cache
-def tcnn_import_error() -> str | None:
-    """Why `import tinycudann` fails on this machine, or None when it works (probed once per process)."""
+def import_error(module: str) -> str | None:
+    """Why `import <module>` fails on this machine, or None when it works (probed once per process)."""
     try:
-        import tinycudann  # noqa: F401
+        importlib.import_module(module)
     except Exception as error:  # a missing module, a missing libcuda, an unknown compute capability ...
         return f"{type(error).__name__}: {error}"
     return None
 
 
+def tcnn_import_error() -> str | None:
+    """Why tiny-cuda-nn's torch bindings do not import here, or None."""
+    return import_error("tinycudann")
+
+
+def triton_import_error() -> str | None:
+    """Why Triton does not import here, or None."""
+    return import_error("triton")
+
+
+#: GPU-only backends, fastest first: the module each needs and how to install it.
+GPU_BACKENDS = {"tcnn": ("tinycudann", TCNN_INSTALL_COMMAND), "triton": ("triton", "pip install triton")}
+
+
 def available_backends(device: torch.device | str | None = None) -> list[str]:
     """Backends that can encode on `device` (default: CUDA when present), fastest first."""
     device = torch.device(device if device is not None else ("cuda" if torch.cuda.is_available() else "cpu"))
-    backends = ["torch"]
-    if device.type == "cuda" and tcnn_import_error() is None:
-        backends.insert(0, "tcnn")
-    return backends
+    gpu = [name for name, (module, _) in GPU_BACKENDS.items() if device.type == "cuda" and not import_error(module)]
+    return [*gpu, "torch"]
 
 
 def resolve_backend(requested: str, device: torch.device | str) -> str:
-    """The backend `requested` ("auto" | "torch" | "tcnn") stands for on `device`; raises if it cannot run there."""
+    """The backend `requested` (one of `BACKEND_CHOICES`) stands for on `device`; raises if it cannot run there."""
     device = torch.device(device)
     if requested not in BACKEND_CHOICES:
         raise InvalidInputError("FieldConfig.backend", f"unknown backend {requested!r}",
                                 f"use one of {', '.join(BACKEND_CHOICES)}")
     if requested == "auto":
         return available_backends(device)[0]
-    if requested == "tcnn":
-        error = tcnn_import_error()
+    if requested in GPU_BACKENDS:
+        module, install = GPU_BACKENDS[requested]
+        error = import_error(module)
         if error is not None:
-            raise InvalidInputError("FieldConfig.backend", f"'tcnn' was asked for but `import tinycudann` fails "
-                                                           f"({error})",
-                                    f"install it with `{TCNN_INSTALL_COMMAND}`, or set backend to 'auto' or 'torch'")
+            raise InvalidInputError("FieldConfig.backend", f"'{requested}' was asked for but `import {module}` "
+                                                           f"fails ({error})",
+                                    f"install it with `{install}`, or set backend to 'auto' or 'torch'")
         if device.type != "cuda":
-            raise InvalidInputError("FieldConfig.backend", f"'tcnn' runs on CUDA devices only, the field is on "
-                                                           f"{device}", "set device to 'cuda', or backend to 'auto'")
+            raise InvalidInputError("FieldConfig.backend", f"'{requested}' runs on CUDA devices only, the field "
+                                                           f"is on {device}", "set device to 'cuda', or backend to 'auto'")
     return requested
 
 
@@ -159,6 +174,10 @@ def make_hash_encoding(config: FieldConfig, device: torch.device | str) -> tuple
                   log2_hashmap_size=config.log2_hashmap_size, features_per_level=config.features_per_level)
     if backend == "tcnn":
         module = HashEncoding(implementation="tcnn", **kwargs)
+    elif backend == "triton":
+        from nerf.triton_hash import TritonHashEncoding  # imports triton, which the probe above found
+
+        module = TritonHashEncoding(**kwargs)
     else:
         module = TorchHashEncoding(**kwargs)
     logger.info("hash encoding: backend %s, %d levels of 2^%d x %d, resolutions %d..%d", backend,

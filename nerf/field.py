@@ -41,7 +41,8 @@ class FieldConfig:
     geo_feat_dim: int = 15
     """Geometry features passed from the density MLP to the colour MLP."""
     backend: str = "auto"
-    """Hash encoding backend: "auto" (tcnn when it imports and the field is on CUDA, else torch), "torch", "tcnn"."""
+    """Hash encoding backend: "auto" (on CUDA: tcnn when it imports, else triton; torch on the CPU), "torch",
+    "triton" or "tcnn"."""
     aabb: tuple[tuple[float, float, float], tuple[float, float, float]] = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
     """Scene box (min corner, max corner) in world units; objects sit inside the unit sphere, so [-1, 1]^3."""
 
