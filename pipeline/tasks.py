@@ -209,11 +209,6 @@ class GenerateViews(SceneMethodTask):
             upstream["generator"] = TrainGenerator()
         return upstream
 
-    def check_inputs(self) -> None:
-        from generators.registry import parse_method
-
-        parse_method(self.method)
-
     def produce(self, folder: Path) -> None:
         from generators.registry import generate_views
         from scenes.transforms_json import write_transforms
@@ -296,12 +291,6 @@ class BuildReport(NvscTask):
 
     def label(self) -> str:
         return "report"
-
-    def check_inputs(self) -> None:
-        from generators.registry import parse_method
-
-        for method in self.methods:
-            parse_method(method)
 
     def produce(self, folder: Path) -> None:
         from reports.assemble import MethodSceneResult, build_report
