@@ -45,6 +45,8 @@ def run(argv: list[str]) -> int:
         luigi_args = ["BuildReport", *luigi_args]
     if not any(arg.split("=")[0] in SCHEDULER_OPTIONS for arg in luigi_args):
         luigi_args.append("--local-scheduler")
+    # `main` has configured logging for nvsc and Luigi alike; Luigi's own set-up would print every line twice.
+    luigi.configuration.get_config().set("core", "no_configure_logging", "true")
     with CmdlineParser.global_instance(luigi_args) as cmdline:
         task = cmdline.get_task_obj()
         walk_dag(task)  # unknown methods, samplers or presets fail here, with one message, before any work
