@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 
 import numpy as np
@@ -13,8 +12,8 @@ from PIL import Image
 import scenes.render as render
 from scenes.camera_paths import intrinsics_from_fov, orbit_cameras
 from scenes.cameras import Cameras, Intrinsics, look_at
-from scenes.errors import InvalidInputError
 from scenes.render import load_mesh, render_mesh
+from tests.scenes.assertions import raises_naming
 
 RADIUS, DISTANCE = 0.5, 3.0
 
@@ -147,9 +146,6 @@ def test_load_mesh_normalises_and_turns_y_up(tmp_path):
 
 
 def test_load_mesh_errors(tmp_path):
-    def raises_naming(path, fragment):
-        return pytest.raises(InvalidInputError, match=re.escape(str(path)) + ".*" + re.escape(fragment))
-
     with raises_naming(tmp_path / "a.obj", "not found"):
         load_mesh(tmp_path / "a.obj")
     (tmp_path / "a.stl").write_text("solid")

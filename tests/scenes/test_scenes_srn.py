@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import shutil
 from pathlib import Path
 
@@ -12,9 +11,9 @@ from PIL import Image
 
 from scenes.camera_paths import intrinsics_from_fov, orbit_cameras
 from scenes.cameras import Cameras, Intrinsics
-from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
 from scenes.srn import list_srn_instances, read_srn_instance, write_srn_instance
+from tests.scenes.assertions import raises_naming
 
 
 def make_scene(n: int = 3, size: int = 8, seed: int = 0) -> MultiViewScene:
@@ -25,11 +24,6 @@ def make_scene(n: int = 3, size: int = 8, seed: int = 0) -> MultiViewScene:
     c2w[:, :3, 3] += rng.normal(size=3) * 0.1
     return MultiViewScene(images, Cameras(c2w, intrinsics_from_fov(47.3, size)))
 
-
-def raises_naming(path, *fragments):
-    """pytest.raises for an InvalidInputError whose message names `path` (and contains the fragments)."""
-    pattern = re.escape(str(path)) + "".join(f"(?s:.*){re.escape(f)}" for f in fragments)
-    return pytest.raises(InvalidInputError, match=pattern)
 
 
 @pytest.fixture

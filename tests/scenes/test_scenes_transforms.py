@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +11,9 @@ from PIL import Image
 
 from scenes.camera_paths import intrinsics_from_fov, orbit_cameras
 from scenes.cameras import Cameras
-from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
 from scenes.transforms_json import read_split_names, read_transforms, write_transforms
+from tests.scenes.assertions import raises_naming
 
 
 def make_scene(n: int = 4, size: int = 8, seed: int = 0) -> MultiViewScene:
@@ -24,10 +23,6 @@ def make_scene(n: int = 4, size: int = 8, seed: int = 0) -> MultiViewScene:
     c2w[:, :3, 3] += rng.normal(size=3) * 0.1
     return MultiViewScene(images, Cameras(c2w, intrinsics_from_fov(41.0, size)), [f"view_{i}" for i in range(n)])
 
-
-def raises_naming(path, *fragments):
-    pattern = re.escape(str(path)) + "".join(f"(?s:.*){re.escape(f)}" for f in fragments)
-    return pytest.raises(InvalidInputError, match=pattern)
 
 
 @pytest.fixture
