@@ -48,6 +48,15 @@ def _corner_offsets(hash_x, hash_y, hash_z, level_base, features_range, FEATURES
 
 
 @triton.jit
+def _gather_corner(table_ptr, hash_x, hash_y, hash_z, weight, mask, level_base, features_range,
+                   FEATURES: tl.constexpr, TABLE_SIZE: tl.constexpr):
+    """weight [BLOCK] times the table rows of one corner: [BLOCK, FEATURES_P2] (the twin of `_scatter_corner`)."""
+    rows = tl.load(table_ptr + _corner_offsets(hash_x, hash_y, hash_z, level_base, features_range, FEATURES,
+                                               TABLE_SIZE), mask=mask, other=0.0)
+    return weight[:, None] * rows
+
+
+@triton.jit
 def _hash_encode_forward_kernel(points_ptr, table_ptr, scales_ptr, out_ptr, num_points, out_stride_point,
                                 out_stride_column, TABLE_SIZE: tl.constexpr, NUM_LEVELS: tl.constexpr,
                                 FEATURES: tl.constexpr, FEATURES_P2: tl.constexpr, BLOCK: tl.constexpr):
@@ -62,32 +71,23 @@ def _hash_encode_forward_kernel(points_ptr, table_ptr, scales_ptr, out_ptr, num_
     hy0, hy1, fy = _axis_hashes(points_ptr, offs_points, mask_points, 1, scale, 2654435761)
     hz0, hz1, fz = _axis_hashes(points_ptr, offs_points, mask_points, 2, scale, 805459861)
     gx0, gy0, gz0 = 1 - fx, 1 - fy, 1 - fz
-    acc = tl.zeros((BLOCK, FEATURES_P2), dtype=tl.float32)
     # The 8 corners, (x, y, z) in {lower, upper}^3, each weighted by the product of its axes' weights.
-    acc += (gx0 * gy0 * gz0)[:, None] * tl.load(
-        table_ptr + _corner_offsets(hx0, hy0, hz0, level_base, features_range, FEATURES, TABLE_SIZE), mask=mask,
-        other=0.0)
-    acc += (gx0 * gy0 * fz)[:, None] * tl.load(
-        table_ptr + _corner_offsets(hx0, hy0, hz1, level_base, features_range, FEATURES, TABLE_SIZE), mask=mask,
-        other=0.0)
-    acc += (gx0 * fy * gz0)[:, None] * tl.load(
-        table_ptr + _corner_offsets(hx0, hy1, hz0, level_base, features_range, FEATURES, TABLE_SIZE), mask=mask,
-        other=0.0)
-    acc += (gx0 * fy * fz)[:, None] * tl.load(
-        table_ptr + _corner_offsets(hx0, hy1, hz1, level_base, features_range, FEATURES, TABLE_SIZE), mask=mask,
-        other=0.0)
-    acc += (fx * gy0 * gz0)[:, None] * tl.load(
-        table_ptr + _corner_offsets(hx1, hy0, hz0, level_base, features_range, FEATURES, TABLE_SIZE), mask=mask,
-        other=0.0)
-    acc += (fx * gy0 * fz)[:, None] * tl.load(
-        table_ptr + _corner_offsets(hx1, hy0, hz1, level_base, features_range, FEATURES, TABLE_SIZE), mask=mask,
-        other=0.0)
-    acc += (fx * fy * gz0)[:, None] * tl.load(
-        table_ptr + _corner_offsets(hx1, hy1, hz0, level_base, features_range, FEATURES, TABLE_SIZE), mask=mask,
-        other=0.0)
-    acc += (fx * fy * fz)[:, None] * tl.load(
-        table_ptr + _corner_offsets(hx1, hy1, hz1, level_base, features_range, FEATURES, TABLE_SIZE), mask=mask,
-        other=0.0)
+    acc = _gather_corner(table_ptr, hx0, hy0, hz0, gx0 * gy0 * gz0, mask, level_base, features_range, FEATURES,
+                         TABLE_SIZE)
+    acc += _gather_corner(table_ptr, hx0, hy0, hz1, gx0 * gy0 * fz, mask, level_base, features_range, FEATURES,
+                          TABLE_SIZE)
+    acc += _gather_corner(table_ptr, hx0, hy1, hz0, gx0 * fy * gz0, mask, level_base, features_range, FEATURES,
+                          TABLE_SIZE)
+    acc += _gather_corner(table_ptr, hx0, hy1, hz1, gx0 * fy * fz, mask, level_base, features_range, FEATURES,
+                          TABLE_SIZE)
+    acc += _gather_corner(table_ptr, hx1, hy0, hz0, fx * gy0 * gz0, mask, level_base, features_range, FEATURES,
+                          TABLE_SIZE)
+    acc += _gather_corner(table_ptr, hx1, hy0, hz1, fx * gy0 * fz, mask, level_base, features_range, FEATURES,
+                          TABLE_SIZE)
+    acc += _gather_corner(table_ptr, hx1, hy1, hz0, fx * fy * gz0, mask, level_base, features_range, FEATURES,
+                          TABLE_SIZE)
+    acc += _gather_corner(table_ptr, hx1, hy1, hz1, fx * fy * fz, mask, level_base, features_range, FEATURES,
+                          TABLE_SIZE)
     # Output [P, L * F], column level * F + feature as nerfstudio flattens [..., L, F]; strides of either layout.
     out_offsets = offs_points.to(tl.int64)[:, None] * out_stride_point \
         + (level * FEATURES + features_range[None, :]).to(tl.int64) * out_stride_column
