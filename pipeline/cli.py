@@ -2,6 +2,7 @@
 
     nvsc run [TASK] [luigi options]      run TASK (default BuildReport) and everything it needs
     nvsc render-meshes MESH... --out DIR  render your own meshes into the SRN layout the pipeline reads
+    nvsc report RUN_DIR... [--out DIR]   rebuild the report from the cached outputs of one or several runs
 
 `nvsc run` passes its options to Luigi unchanged, so `--workers 2`, `--scheduler-host HOST` (a central `luigid`)
 and per-task overrides such as `--TrainGenerator-steps 500` work as they do for the `luigi` command. Without a
@@ -86,7 +87,32 @@ def render_meshes(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": run, "render-meshes": render_meshes}
+def report(argv: list[str]) -> int:
+    """Rebuild tables, figures and the HTML page from the cached scores, views and renders of one or several run
+    folders (output roots of `nvsc run`), merged into one comparison. Nothing is recomputed."""
+    from reports.assemble import ReportConfig, build_report
+    from reports.run_folders import collect_runs
+    from reports.tables import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED
+
+    parser = argparse.ArgumentParser(prog="nvsc report", description=report.__doc__)
+    parser.add_argument("runs", nargs="+", type=Path, metavar="RUN_DIR",
+                        help="Output root of `nvsc run` (`runs/`), or one BuildReport folder in it.")
+    parser.add_argument("--out", type=Path, default=Path("report"), help="Folder to write (default: ./report).")
+    parser.add_argument("--bootstrap-resamples", type=int, default=BOOTSTRAP_RESAMPLES)
+    parser.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help="Seed of the bootstrap resampling.")
+    parser.add_argument("--no-animations", action="store_true", help="Skip the turntable GIF/MP4 files.")
+    args = parser.parse_args(argv)
+    runs = collect_runs(args.runs)
+    config = ReportConfig(bootstrap_resamples=args.bootstrap_resamples, seed=args.seed,
+                          animations=not args.no_animations)
+    page = build_report(runs, args.out, config)
+    print((args.out / "summary.md").read_text())
+    print((args.out / "controls.txt").read_text())
+    print(f"Report page: {page.resolve()}")
+    return 0
+
+
+COMMANDS = {"run": run, "render-meshes": render_meshes, "report": report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -276,30 +276,50 @@ class ScoreScene(SceneMethodTask):
 
 # ---------------------------------------------------------------------------------------------------- report
 class BuildReport(NvscTask):
-    """Tables, figures, per-scene image grids and one HTML page over every test scene and method."""
+    """Tables, figures, turntables, per-scene image grids and one HTML page over every test scene and method.
+
+    The same builder runs in `nvsc report RUN_DIR...`, which rebuilds this report from the cached outputs."""
 
     methods = luigi.ListParameter(description="Rows of the report, in order.")
     max_scenes = luigi.IntParameter(description="Use only the first N test scenes (0 = all).")
+    set_level_tasks = luigi.ListParameter(description="Task families that score a whole method over all scenes "
+                                                      "(e.g. FID/KID); each takes `method` and writes a CSV with "
+                                                      "columns method, metric, value, missing.")
+    bootstrap_resamples = luigi.IntParameter(description="Bootstrap resamples of the scenes for 95% intervals.")
+    bootstrap_seed = luigi.IntParameter(description="Seed of the bootstrap resampling.")
+    animations = luigi.BoolParameter(description="Write a turntable GIF (and MP4 when an encoder is installed) "
+                                                 "per scene.", parsing=luigi.BoolParameter.EXPLICIT_PARSING)
 
     def scene_names(self) -> list[str]:
         names = PrepareDataset().test_scene_names()
         return names[: self.max_scenes] if self.max_scenes > 0 else names
 
     def requires(self):
-        return {(scene, method): ScoreScene(scene=scene, method=method)
-                for scene in self.scene_names() for method in self.methods}
+        upstream = {(scene, method): ScoreScene(scene=scene, method=method)
+                    for scene in self.scene_names() for method in self.methods}
+        for family in self.set_level_tasks:
+            try:
+                task_class = luigi.task_register.Register.get_task_cls(family)
+            except luigi.task_register.TaskClassException:
+                raise InvalidInputError("BuildReport.set_level_tasks", f"names the unknown task {family!r}",
+                                        "name a task class of pipeline.tasks that takes `method`") from None
+            upstream.update({(family, method): task_class(method=method) for method in self.methods})
+        return upstream
 
     def label(self) -> str:
         return "report"
 
     def produce(self, folder: Path) -> None:
-        from reports.assemble import MethodSceneResult, build_report
+        from reports.assemble import ReportConfig, build_report
+        from reports.run_folders import RunResults, result_from_score_folder, set_score_files
 
-        results = []
-        for (scene, method), score in self.requires().items():
-            upstream = score.requires()
-            results.append(MethodSceneResult(
-                scene=scene, method=method, scores_csv=score.output().folder / "scores.csv",
-                views_folder=upstream["views"].output().folder, renders_folder=upstream["renders"].output().folder,
-                input_view=upstream["views"].input_view))
-        build_report(results, list(self.methods), folder)
+        root = Path(nvsc().output_root)
+        results, set_csvs = [], []
+        for task in self.requires().values():
+            if isinstance(task, ScoreScene):
+                results.append(result_from_score_folder(task.output().folder, root))
+            else:
+                set_csvs += set_score_files(task.output().folder)
+        config = ReportConfig(bootstrap_resamples=self.bootstrap_resamples, seed=self.bootstrap_seed,
+                              animations=self.animations)
+        build_report([RunResults("", root, results, set_csvs, list(self.methods))], folder, config)

@@ -1,86 +1,232 @@
-"""One report folder from the cached results of every (scene, method): tables, figures, image grids, HTML page."""
+"""One report folder from the cached results of one or several runs: tables, figures, animations, image grids,
+the controls check and `index.html`. `BuildReport` (in the pipeline) and `nvsc report` (from run folders) both
+call `build_report`, so a rebuilt report is the pipeline's report.
+
+When several runs are merged and a method appears in more than one, its rows are labelled `method [run]`.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+from tqdm import tqdm
 
-from reports.figures import plot_consistency_vs_fidelity, plot_scores_bar
-from reports.html_page import write_report_html
+from reports.animation import TurntableRow, write_turntable
+from reports.figures import plot_consistency_vs_fidelity, plot_distribution, plot_guidance_sweep, sweep_methods
+from reports.html_page import PageImage, PageSection, write_report_html
 from reports.image_grid import save_image_grid
-from reports.scoring import GROUND_TRUTH
-from reports.tables import summary_table, write_tables
-from scenes.transforms_json import read_transforms
+from reports.run_folders import MethodSceneResult, RunResults, read_views
+from reports.tables import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, check_set_scores, check_tidy, higher_is_better,
+                            legend, parse_method, summarize, summary_text, wide, write_tables)
 
 logger = logging.getLogger(__name__)
 
-NOISE = "noise"
+#: Controls that must order as upper > middle > lower on every consistency score (ANCHORS.md: a score is only
+#: believed beside controls that pin its range).
+CONTROL_ORDER = ("ground_truth", "perturbed", "noise")
+#: Further lower bound, checked against the upper bound only.
+SHUFFLED = "shuffled_cameras"
+#: (x, y) pairs drawn as consistency-against-fidelity figures when both metrics are in the run.
+SCATTER_PAIRS = (("fidelity_psnr", "consistency_psnr"), ("fidelity_fid", "consistency_psnr"),
+                 ("fidelity_psnr", "tsed"))
+#: Metrics drawn against the guidance weight when the run has `@w` methods.
+SWEEP_METRICS = ("consistency_psnr", "tsed", "fidelity_psnr", "fidelity_fid")
 
 NOTES = [
-    "consistency_*: 3DiM's 3D-consistency score. A NeRF whose colour depends on position only is fitted on a "
-    "subset of each scene's views and rendered at the held-out cameras; the renders are scored against the "
-    "method's own held-out views. Views that agree in 3D are reproduced well; inconsistent ones are not.",
-    "fidelity_*: the method's views against the ground-truth views at the same cameras (the input view excluded).",
-    "ground_truth: the dataset's real views, the consistency score's upper bound (its fidelity is perfect by "
-    "definition and not shown). noise: independent random images per view, the score's lower bound.",
+    "consistency_*: 3DiM's 3D-consistency score (Watson et al. 2023, Sec. 5.2). A NeRF whose colour depends on "
+    "position only is fitted on a subset of each scene's views and rendered at the held-out cameras; the renders "
+    "are scored against the method's own held-out views. tsed (Yu et al. 2023): fraction of neighbouring view "
+    "pairs whose SIFT matches obey the cameras' epipolar geometry.",
+    "fidelity_*: the method's views against the ground-truth views at the same cameras (the input view excluded); "
+    "fidelity_fid and fidelity_kid compare the distribution of all scenes' views with the real ones.",
 ]
 
 
-@dataclass(frozen=True)
-class MethodSceneResult:
-    """Where the cached results of one scene under one method lie."""
+@dataclass
+class ReportConfig:
+    """How the report is built (the pipeline's `[BuildReport]` section sets these)."""
 
-    scene: str
-    method: str
-    scores_csv: Path
-    views_folder: Path
-    renders_folder: Path
-    input_view: int
-
-
-def control_check(summary: pd.DataFrame, metric: str = "consistency_psnr") -> str:
-    """A sentence saying whether the upper-bound control scores above the lower-bound control, as it must."""
-    if GROUND_TRUTH not in summary.index or NOISE not in summary.index or metric not in summary.columns:
-        return f"Controls not checked: the report needs both '{GROUND_TRUTH}' and '{NOISE}' rows."
-    upper, lower = summary.loc[GROUND_TRUTH, metric], summary.loc[NOISE, metric]
-    if upper > lower:
-        return f"Controls in order: {metric} of {GROUND_TRUTH} ({upper:.2f}) is above {NOISE} ({lower:.2f})."
-    return (f"WARNING: {metric} of {GROUND_TRUTH} ({upper:.2f}) is not above {NOISE} ({lower:.2f}); "
-            "the score cannot be trusted on this run (too few NeRF steps or views?).")
+    #: Title of the HTML page.
+    title: str = "nvsc: 3D consistency of novel-view-synthesis models"
+    #: Bootstrap resamples of the scenes for the 95% intervals.
+    bootstrap_resamples: int = BOOTSTRAP_RESAMPLES
+    #: Seed of the bootstrap resampling.
+    seed: int = BOOTSTRAP_SEED
+    #: Coverage of the bootstrap intervals.
+    confidence: float = 0.95
+    #: Write a turntable animation per scene.
+    animations: bool = True
+    #: Also write MP4 beside each GIF when an encoder is installed.
+    mp4: bool = True
+    #: Views per row of an image grid.
+    max_grid_columns: int = 12
 
 
-def _scene_grid(results: list[MethodSceneResult], path: Path) -> None:
+def row_labels(runs: list[RunResults]) -> dict[tuple[str, str], str]:
+    """Row label per (run label, method): `method`, or `method [run]` when the method is in several runs."""
+    runs_of: dict[str, set[str]] = {}
+    for run in runs:
+        for result in run.results:
+            runs_of.setdefault(result.method, set()).add(run.label)
+    return {(run.label, result.method): (f"{result.method} [{run.label}]" if len(runs_of[result.method]) > 1
+                                         else result.method)
+            for run in runs for result in run.results}
+
+
+def merged_scores(runs: list[RunResults]) -> tuple[pd.DataFrame, pd.DataFrame | None, list[str]]:
+    """(tidy per-scene scores, set-level scores or None, row order) of all runs, rows relabelled apart."""
+    labels = row_labels(runs)
+    tidy_parts, set_parts, order = [], [], []
+    for run in runs:
+        for result in run.results:
+            scores = check_tidy(pd.read_csv(result.scores_csv, keep_default_na=True))
+            tidy_parts.append(scores.assign(method=labels[(run.label, result.method)], run=run.label))
+        for path in run.set_score_csvs:
+            scores = check_set_scores(pd.read_csv(path))
+            scores = scores[[(run.label, m) in labels for m in scores["method"]]]  # methods of this report only
+            set_parts.append(scores.assign(method=[labels[(run.label, m)] for m in scores["method"]], run=run.label))
+        methods = list(dict.fromkeys(r.method for r in run.results))
+        ranked = [m for m in run.method_order if m in methods] + [m for m in methods if m not in run.method_order]
+        order += [labels[(run.label, m)] for m in ranked]
+    tidy = pd.concat(tidy_parts, ignore_index=True)
+    set_scores = pd.concat(set_parts, ignore_index=True) if set_parts else None
+    return tidy, set_scores, list(dict.fromkeys(order))
+
+
+def _consistency_metrics(metrics: list[str]) -> list[str]:
+    return [m for m in metrics if m.startswith("consistency_") or m == "tsed"]
+
+
+def control_check(long: pd.DataFrame) -> list[str]:
+    """Sentences saying whether the controls order as they must on each consistency score: ground truth above
+    perturbed above noise (and above shuffled cameras), per run. The first line is the verdict; lines of a
+    failed check start with `WARNING`."""
+    means = wide(long)
+    runs = list(dict.fromkeys(parse_method(m).run for m in means.index))
+    lines, failed, checked = [], [], 0
+    for run in runs:
+        rows = {parse_method(m).base: m for m in means.index if parse_method(m).run == run}
+        where = f" [{run}]" if run else ""
+        chain = [c for c in CONTROL_ORDER if c in rows]
+        if len(chain) < 2:
+            lines.append(f"Controls not checked{where}: the run needs at least two of {', '.join(CONTROL_ORDER)}.")
+            continue
+        for metric in _consistency_metrics(list(means.columns)):
+            pairs = list(zip(chain, chain[1:])) + ([("ground_truth", SHUFFLED)] if SHUFFLED in rows and
+                                                   "ground_truth" in rows else [])
+            values = {c: float(means.loc[rows[c], metric]) for c in {*chain, *(p[1] for p in pairs)}}
+            shown = " > ".join(f"{c} ({values[c]:.3g})" for c in chain)
+            if any(math.isnan(v) for v in values.values()):
+                lines.append(f"{metric}{where}: not checked, a control has no value.")
+                continue
+            better = higher_is_better(metric)
+            wrong = [(a, b) for a, b in pairs if not (values[a] > values[b] if better else values[a] < values[b])]
+            checked += 1
+            shuffled = f"; {SHUFFLED} ({values[SHUFFLED]:.3g}) below ground_truth" if SHUFFLED in values else ""
+            if wrong:
+                failed.append(f"{metric}{where}")
+                reasons = ", ".join(f"{a} not better than {b}" for a, b in wrong)
+                lines.append(f"WARNING {metric}{where}: controls out of order ({reasons}; {shown}); the score "
+                             "cannot be trusted on this run (too few NeRF steps or views?).")
+            else:
+                lines.append(f"{metric}{where}: {shown}{shuffled}, as they must"
+                             f" ({'higher' if better else 'lower'} is better).")
+    if not checked:
+        verdict = "Controls not checked: no consistency score has values for the controls."
+    elif failed:
+        verdict = f"WARNING: controls out of order on {', '.join(failed)}."
+    else:
+        verdict = ("Controls in order: ground truth scores above perturbed above noise on every consistency score "
+                   "checked.")
+    return [verdict, *lines]
+
+
+def _scene_grid(results: list[MethodSceneResult], labels: dict[str, str], path: Path, max_columns: int) -> Path:
     rows = []
     for result in results:
-        views = read_transforms(result.views_folder)
+        names, views = read_views(result.views_folder)
         if not rows:
-            rows.append(("input", views.images[[result.input_view]]))
-        others = [i for i in range(len(views)) if i != result.input_view]
-        rows.append((f"{result.method}: views", views.images[others]))
-        rows.append((f"{result.method}: NeRF renders", read_transforms(result.renders_folder).images))
-    save_image_grid(rows, path)
+            rows.append(("input", views[[result.input_view]]))
+        others = [i for i in range(len(names)) if i != result.input_view]
+        rows.append((f"{labels[result.method]}: views", views[others]))
+        rows.append((f"{labels[result.method]}: NeRF renders", read_views(result.renders_folder)[1]))
+    return save_image_grid(rows, path, max_columns=max_columns)
 
 
-def build_report(results: list[MethodSceneResult], methods: list[str], folder: Path) -> Path:
-    """Write tables, figures, one image grid per scene and `index.html` into `folder`; return the page's path."""
-    tidy = pd.concat([pd.read_csv(result.scores_csv) for result in results], ignore_index=True)
-    summary = summary_table(tidy, method_order=methods)
-    tables = write_tables(tidy, summary, folder)
-    figures = [folder / "consistency_vs_fidelity.png", folder / "consistency_psnr.png"]
-    plot_consistency_vs_fidelity(summary, figures[0])
-    plot_scores_bar(tidy, "consistency_psnr", figures[1])
-    grids = []
-    for scene in dict.fromkeys(result.scene for result in results):
-        path = folder / "grids" / f"{scene}.png"
-        path.parent.mkdir(exist_ok=True)
-        _scene_grid([result for result in results if result.scene == scene], path)
-        grids.append((scene, path))
-    check = control_check(summary)
-    logger.info(check)
-    (folder / "controls.txt").write_text(check + "\n")
-    return write_report_html(folder, "nvsc: 3D consistency of novel-view-synthesis models",
-                             tables["summary.md"].read_text(),
-                             figures, grids, [check, *NOTES], default_notes=())
+def _scene_turntable(results: list[MethodSceneResult], labels: dict[str, str], stem: Path,
+                     mp4: bool) -> dict[str, Path]:
+    rows, cameras = [], []
+    for result in results:
+        names, views = read_views(result.views_folder)
+        render_names, renders = read_views(result.renders_folder)
+        cameras = cameras or names
+        rows.append(TurntableRow(labels[result.method], dict(zip(names, views)), dict(zip(render_names, renders))))
+    return write_turntable(rows, cameras, stem, mp4=mp4)
+
+
+def _slug(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip("-") or "run"
+
+
+def _figures(tidy: pd.DataFrame, long: pd.DataFrame, order: list[str], folder: Path) -> list[PageImage]:
+    metrics = list(dict.fromkeys(long["metric"]))
+    finite = {m for m in metrics if long.loc[long["metric"] == m, "mean"].astype(float).notna().any()}
+    figures = []
+    for x, y in SCATTER_PAIRS:
+        if x in metrics and y in finite:
+            path = plot_consistency_vs_fidelity(long, folder / "figures" / f"{y}_vs_{x}.png", x, y)
+            figures.append(PageImage(f"{y} against {x}", path))
+    for metric in dict.fromkeys(tidy["metric"]):
+        path = plot_distribution(tidy, metric, folder / "figures" / f"{metric}_per_scene.png", order)
+        figures.append(PageImage(f"{metric} per scene", path))
+    if sweep_methods(order):
+        for metric in (m for m in SWEEP_METRICS if m in finite):
+            path = plot_guidance_sweep(long, metric, folder / "figures" / f"{metric}_vs_guidance.png")
+            figures.append(PageImage(f"{metric} against guidance weight", path))
+    return figures
+
+
+def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | None = None) -> Path:
+    """Write tables, figures, per-scene grids and animations, `controls.txt`, `sources.json` and `index.html` into
+    `folder`; return the page's path. Scores are read from the runs' cached CSVs, views and renders from their
+    folders: nothing is recomputed."""
+    config = config or ReportConfig()
+    folder = Path(folder)
+    tidy, set_scores, order = merged_scores(runs)
+    long = summarize(tidy, set_scores, order, config.bootstrap_resamples, config.seed, config.confidence)
+    write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence)
+    figures = _figures(tidy, long, order, folder)
+    labels = row_labels(runs)
+    grids, animations = [], []
+    work = [(run, scene) for run in runs for scene in dict.fromkeys(r.scene for r in run.results)]
+    for run, scene in tqdm(work, desc="report: scenes", unit="scene", disable=len(work) < 3):
+        results = sorted((r for r in run.results if r.scene == scene),
+                         key=lambda r: order.index(labels[(run.label, r.method)]))
+        run_labels = {r.method: labels[(run.label, r.method)] for r in results}
+        name = f"{_slug(run.label)}--{scene}" if run.label else scene
+        caption = f"{scene} [{run.label}]" if run.label else scene
+        grid = _scene_grid(results, run_labels, folder / "grids" / f"{name}.png", config.max_grid_columns)
+        grids.append(PageImage(caption, grid, pixelated=True))
+        if config.animations:
+            written = _scene_turntable(results, run_labels, folder / "animations" / name, config.mp4)
+            links = {"MP4": written["mp4"].relative_to(folder).as_posix()} if "mp4" in written else {}
+            animations.append(PageImage(f"{caption}: turntable, each method's views beside its NeRF renders "
+                                        "(grey: camera the NeRF was fitted on)", written["gif"], True, links))
+    controls = control_check(long)
+    for line in controls:
+        (logger.warning if line.startswith("WARNING") else logger.info)(line)
+    (folder / "controls.txt").write_text("\n".join(controls) + "\n")
+    sources = [{"label": run.label, "root": str(run.root),
+                "scores": [str(r.scores_csv) for r in run.results],
+                "set_scores": [str(p) for p in run.set_score_csvs]} for run in runs]
+    (folder / "sources.json").write_text(json.dumps(sources, indent=2))
+    sections = [PageSection("Figures", figures), PageSection("Turntables", animations),
+                PageSection("Scenes", grids, "Per scene: the input view, then each method's views and the NeRF "
+                                             "renders at its held-out cameras.")]
+    return write_report_html(folder, config.title, summary_text(long), sections, NOTES, controls,
+                             legend(config.bootstrap_resamples, config.confidence))

@@ -1,4 +1,4 @@
-"""The report as one self-contained HTML file: summary table, notes, figures and per-scene image grids.
+"""The report as one self-contained HTML file: summary table, controls, notes, figures, animations, image grids.
 
 Images are embedded as base64 data URIs, so `index.html` alone can be mailed, archived or opened anywhere,
 with no folder of images beside it. Every string that comes from a caller is HTML-escaped.
@@ -10,126 +10,141 @@ import base64
 import html
 import logging
 import os
-import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import pandas as pd
-
-from reports.tables import REFERENCE_METHODS, best_cells, formatted_summary
+from reports.tables import SummaryText, higher_is_better
 from scenes.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
 #: What the rows of the table mean; printed before the caller's notes.
 DEFAULT_NOTES = (
-    "ground truth: the real views scored as if generated. Its consistency score is the upper bound: "
+    "ground_truth: the real views scored as if generated. Its consistency score is the upper bound: "
     "the most a NeRF without view dependence reproduces of perfectly 3D-consistent views at this resolution.",
-    "noise: independent uniform random noise per view. Its consistency score is the lower bound: "
-    "views that share no 3D structure at all.",
-    "Other rows are generators (and their samplers): consistency = PSNR/SSIM of NeRF renders at held-out "
-    "cameras against the held-out generated views; fidelity = PSNR/SSIM of generated views against the real "
-    "views at the same cameras. Higher is better for both.",
+    "perturbed: the real views with an independent colour and position change per view; noise: independent "
+    "random images per view; shuffled_cameras: the real views under the wrong cameras. They are lower bounds.",
+    "Other rows are generators with their sampler (and `@w`, the classifier-free guidance weight): consistency = "
+    "scores of NeRF renders at held-out cameras against the held-out generated views, and TSED; fidelity = "
+    "generated views against the real views at the same cameras.",
 )
 #: MIME type of each image suffix the page can embed.
 IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
                ".svg": "image/svg+xml"}
-_BOLD = re.compile(r"^\*\*(.*)\*\*$")
-_SEPARATOR = re.compile(r"^\|?[\s:|-]+\|?$")
 
 _STYLE = """
-body { font-family: sans-serif; margin: 2em auto; max-width: 70em; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 1em 0; }
-th, td { border: 1px solid #bbb; padding: 0.3em 0.7em; text-align: right; }
+body { font-family: sans-serif; margin: 2em auto; max-width: 80em; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em; }
+th, td { border: 1px solid #bbb; padding: 0.3em 0.6em; text-align: right; }
 td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; }
-img.grid { image-rendering: pixelated; }
-figure { margin: 1.5em 0; }
+img.pixels { image-rendering: pixelated; }
+figure { margin: 1.5em 0; display: inline-block; vertical-align: top; }
 figcaption { color: #555; font-size: 0.9em; }
+p.warning { color: #a00; font-weight: bold; }
 """
 
 
-def _cell_html(text: str) -> str:
-    """Escape one table cell, turning a Markdown **bold** cell into <strong>."""
-    match = _BOLD.match(text)
-    return f"<strong>{html.escape(match.group(1))}</strong>" if match else html.escape(text)
+@dataclass
+class PageImage:
+    """One embedded image with its caption."""
+
+    #: Text under the image.
+    caption: str
+    #: PNG, JPEG, GIF or SVG file to embed.
+    path: Path
+    #: Draw enlarged pixels as crisp squares (views and animations), not smoothed.
+    pixelated: bool = False
+    #: Files beside the page to link under the image (e.g. the MP4 of an animation), by link text.
+    links: dict[str, str] = field(default_factory=dict)
 
 
-def _markdown_to_frame(markdown: str) -> pd.DataFrame:
-    """Cells of a Markdown pipe table (the format of summary.md) as strings; other lines are ignored."""
-    lines = [line.strip() for line in markdown.splitlines() if line.strip().startswith("|")]
-    rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines
-            if not _SEPARATOR.match(line)]
-    if len(rows) < 2 or any(len(row) != len(rows[0]) for row in rows):
-        raise InvalidInputError("summary_md_table", "is not a Markdown pipe table with a header and rows of "
-                                                    "equal length", "pass the text of summary.md or the summary "
-                                                                    "DataFrame")
-    return pd.DataFrame(rows[1:], columns=rows[0])
+@dataclass
+class PageSection:
+    """A heading, an optional paragraph and its images."""
+
+    #: Section heading.
+    heading: str
+    #: Images in the order shown.
+    images: list[PageImage]
+    #: Paragraph under the heading ("" for none).
+    text: str = ""
 
 
-def summary_html(summary: str | pd.DataFrame, reference_methods: Sequence[str] = REFERENCE_METHODS) -> str:
-    """The summary (Markdown text, or the DataFrame of reports.tables.summary_table) as an HTML <table>."""
-    if isinstance(summary, pd.DataFrame):
-        text = formatted_summary(summary)
-        best = best_cells(summary, reference_methods=reference_methods)
-        cells = text.apply(lambda column: column.map(html.escape))
-        cells = cells.where(~best, "<strong>" + cells + "</strong>")
-        cells.insert(0, html.escape(str(summary.index.name or "method")),
-                     [html.escape(str(m)) for m in summary.index])
-        cells.columns = [html.escape(str(c)) if i else c for i, c in enumerate(cells.columns)]
-    else:
-        frame = _markdown_to_frame(summary)
-        cells = frame.apply(lambda column: column.map(_cell_html))
-        cells.columns = [html.escape(str(c)) for c in frame.columns]
-    return cells.to_html(index=False, escape=False, border=0, classes="summary")
+def summary_html(summary: SummaryText) -> str:
+    """The summary as an HTML <table>, best cells in <strong>, each header with its direction."""
+    def header(metric: str) -> str:
+        try:
+            arrow = " \u2191" if higher_is_better(metric) else " \u2193"
+        except InvalidInputError:
+            arrow = ""
+        return html.escape(f"{metric}{arrow}")
+
+    rows = ["<table class=\"summary\">", "<thead><tr><th>method</th>"
+            + "".join(f"<th>{header(c)}</th>" for c in summary.cells.columns) + "</tr></thead>", "<tbody>"]
+    for method in summary.cells.index:
+        cells = []
+        for column in summary.cells.columns:
+            text = html.escape(str(summary.cells.loc[method, column]))
+            cells.append(f"<td><strong>{text}</strong></td>" if summary.best.loc[method, column] else f"<td>{text}</td>")
+        rows.append(f"<tr><td>{html.escape(str(method))}</td>{''.join(cells)}</tr>")
+    rows += ["</tbody>", "</table>"]
+    return "\n".join(rows)
 
 
 def _data_uri(path: Path) -> str:
     return f"data:{IMAGE_TYPES[path.suffix.lower()]};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
 
-def _check_images(paths: Sequence[Path], what: str) -> list[Path]:
-    paths = [Path(p) for p in paths]
-    for path in paths:
-        if not path.is_file():
-            raise InvalidInputError(f"{what} {path}", "does not exist", "draw the image before writing the page")
-        if path.suffix.lower() not in IMAGE_TYPES:
-            raise InvalidInputError(f"{what} {path}", f"has the suffix {path.suffix!r}",
-                                    f"embed one of {sorted(IMAGE_TYPES)}")
-    return paths
+def _check_images(sections: Sequence[PageSection]) -> None:
+    for section in sections:
+        for image in section.images:
+            path = Path(image.path)
+            if not path.is_file():
+                raise InvalidInputError(f"image {path}", "does not exist", "draw the image before writing the page")
+            if path.suffix.lower() not in IMAGE_TYPES:
+                raise InvalidInputError(f"image {path}", f"has the suffix {path.suffix!r}",
+                                        f"embed one of {sorted(IMAGE_TYPES)}")
 
 
-def write_report_html(out_dir: Path, title: str, summary_md_table: str | pd.DataFrame, figures: list[Path],
-                      grids: list[tuple[str, Path]], notes: list[str],
+def _section_html(section: PageSection) -> list[str]:
+    parts = [f"<h2>{html.escape(section.heading)}</h2>"]
+    if section.text:
+        parts.append(f"<p>{html.escape(section.text)}</p>")
+    for image in section.images:
+        css = ' class="pixels"' if image.pixelated else ""
+        links = "".join(f' <a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in image.links.items())
+        parts.append(f'<figure><img{css} src="{_data_uri(Path(image.path))}" alt="{html.escape(image.caption)}">'
+                     f"<figcaption>{html.escape(image.caption)}{links}</figcaption></figure>")
+    return parts
+
+
+def write_report_html(out_dir: Path, title: str, summary: SummaryText, sections: Sequence[PageSection],
+                      notes: Sequence[str] = (), controls: Sequence[str] = (), legend: str = "",
                       default_notes: Sequence[str] = DEFAULT_NOTES) -> Path:
-    """Write `out_dir/index.html`: title, summary table (best cells bold), notes (`default_notes`, the meaning of
-    each row, then `notes`), the figures, and one image grid per scene under its label. Returns the file's path.
+    """Write `out_dir/index.html`: title, summary table and its legend, the controls check (lines starting with
+    `WARNING` in red), notes (`default_notes`, then `notes`), then each section. Returns the page's path.
 
     Images are checked before anything is written."""
-    figure_paths = _check_images(figures, "figure")
-    grid_paths = _check_images([path for _, path in grids], "image grid")
-    table = summary_html(summary_md_table)
+    _check_images(sections)
     parts = [
         "<!DOCTYPE html>", '<html lang="en">', "<head>", '<meta charset="utf-8">',
         f"<title>{html.escape(title)}</title>", f"<style>{_STYLE}</style>", "</head>", "<body>",
-        f"<h1>{html.escape(title)}</h1>",
-        "<h2>Summary</h2>", table,
-        "<p>Mean over scenes. Bold: best value of each column among the evaluated methods "
-        f"({html.escape(' and '.join(REFERENCE_METHODS))} are bounds, not candidates).</p>",
-        "<h2>How to read it</h2>", "<ul>",
-        *(f"<li>{html.escape(str(note))}</li>" for note in (*default_notes, *notes)), "</ul>",
+        f"<h1>{html.escape(title)}</h1>", "<h2>Summary</h2>", summary_html(summary),
     ]
-    if figure_paths:
-        parts.append("<h2>Figures</h2>")
-        for path in figure_paths:
-            name = html.escape(path.stem)
-            parts.append(f'<figure><img src="{_data_uri(path)}" alt="{name}">'
-                         f"<figcaption>{name}</figcaption></figure>")
-    if grid_paths:
-        parts.append("<h2>Scenes</h2>")
-        for (label, _), path in zip(grids, grid_paths):
-            name = html.escape(str(label))
-            parts.append(f'<h3>{name}</h3><img class="grid" src="{_data_uri(path)}" alt="{name}">')
+    if legend:
+        parts.append(f"<p>{html.escape(legend)}</p>")
+    if controls:
+        parts.append("<h2>Controls</h2>")
+        parts += [f'<p class="warning">{html.escape(line)}</p>' if line.startswith("WARNING")
+                  else f"<p>{html.escape(line)}</p>" for line in controls]
+    all_notes = [*default_notes, *notes]
+    if all_notes:
+        parts += ["<h2>How to read it</h2>", "<ul>", *(f"<li>{html.escape(str(n))}</li>" for n in all_notes), "</ul>"]
+    for section in sections:
+        if section.images:
+            parts += _section_html(section)
     parts += ["</body>", "</html>", ""]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,226 @@
+"""Find the cached results of pipeline runs on disk, so a report can be rebuilt without recomputing anything.
+
+A run folder is the output root of `nvsc run` (`runs/` by default), holding one folder per task output::
+
+    <run>/ScoreScene/<method>-<scene>-<hash>/{scores.csv, per_view.csv, provenance.json}
+    <run>/GenerateViews/<...>/{transforms.json, images/, provenance.json}     the method's views
+    <run>/FitNeRF/<...>/{transforms.json, images/, provenance.json}           NeRF renders at held-out cameras
+    <run>/BuildReport/report-<hash>/provenance.json                           which of the above one report used
+
+Each `provenance.json` names the task's parameters and its upstream output folders, which is all that is needed
+to tie the scores of one (scene, method) to its views and renders. Upstream paths are resolved inside the run
+folder by `<Task>/<folder name>`, so a run folder that was moved or copied still reads.
+
+Nothing here imports torch, luigi or the pipeline: `nvsc report` reads CSVs and PNGs only.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from reports.tables import SET_COLUMNS
+from scenes.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+PROVENANCE = "provenance.json"
+
+
+@dataclass(frozen=True)
+class MethodSceneResult:
+    """Where the cached results of one scene under one method lie."""
+
+    #: Test scene (instance) name.
+    scene: str
+    #: Method as the pipeline ran it (`ground_truth`, `xunet/stochastic@3`, ...).
+    method: str
+    #: Tidy per-scene scores: `method, scene, metric, value[, missing]`.
+    scores_csv: Path
+    #: The method's views of the scene, `transforms.json` layout.
+    views_folder: Path
+    #: NeRF renders at the held-out cameras, `transforms.json` layout.
+    renders_folder: Path
+    #: Index of the view given to the generator.
+    input_view: int
+
+
+@dataclass
+class RunResults:
+    """Everything one report needs from one run."""
+
+    #: Label that tells this run apart from the others of a merged report ("" for a single run).
+    label: str
+    #: The run's output root.
+    root: Path
+    #: One entry per (scene, method).
+    results: list[MethodSceneResult]
+    #: Set-level score tables (`method, metric, value[, missing]`), e.g. FID/KID per method.
+    set_score_csvs: list[Path] = field(default_factory=list)
+    #: Rows in the order the run's report listed them (methods not named come after).
+    method_order: list[str] = field(default_factory=list)
+
+
+def read_provenance(folder: Path) -> dict:
+    """The provenance record of a task output folder."""
+    path = Path(folder) / PROVENANCE
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise InvalidInputError(path, "does not exist: the folder is not a complete task output",
+                                "point at a folder written by `nvsc run`") from None
+    except json.JSONDecodeError as error:
+        raise InvalidInputError(path, f"is not valid JSON ({error})", "rerun the task that wrote it") from None
+
+
+def _parameter_list(text) -> list[str]:
+    """A luigi ListParameter as serialised in provenance (`'["a", "b"]'`), as a list."""
+    return list(json.loads(text)) if isinstance(text, str) else list(text)
+
+
+def _upstream_folders(provenance: dict, root: Path) -> dict[str, list[Path]]:
+    """Upstream output folders by task family, resolved inside `root`."""
+    folders: dict[str, list[Path]] = {}
+    for entry in provenance.get("upstream", {}).values():
+        recorded = Path(entry["output"])
+        folders.setdefault(recorded.parent.name, []).append(root / recorded.parent.name / recorded.name)
+    return folders
+
+
+def result_from_score_folder(score_folder: Path, root: Path) -> MethodSceneResult:
+    """Tie one ScoreScene output folder to the views and renders it scored, through its provenance."""
+    score_folder = Path(score_folder)
+    provenance = read_provenance(score_folder)
+    parameters = provenance.get("parameters", {})
+    upstream = _upstream_folders(provenance, Path(root))
+    for family in ("GenerateViews", "FitNeRF"):
+        if len(upstream.get(family, [])) != 1:
+            raise InvalidInputError(score_folder / PROVENANCE, f"names {len(upstream.get(family, []))} {family} "
+                                                               "folders, not one", "rerun the ScoreScene task")
+    views, renders = upstream["GenerateViews"][0], upstream["FitNeRF"][0]
+    scores = score_folder / "scores.csv"
+    for path in (scores, views / "transforms.json", renders / "transforms.json"):
+        if not path.is_file():
+            raise InvalidInputError(path, "does not exist", "copy the whole run folder, or rerun `nvsc run` on it")
+    input_view = int(read_provenance(views).get("parameters", {}).get("input_view", 0))
+    return MethodSceneResult(scene=str(parameters["scene"]), method=str(parameters["method"]), scores_csv=scores,
+                             views_folder=views, renders_folder=renders, input_view=input_view)
+
+
+def set_score_files(folder: Path) -> list[Path]:
+    """The CSVs in a task output folder that hold set-level scores (columns `method, metric, value`, no scene)."""
+    found = []
+    for path in sorted(Path(folder).glob("*.csv")):
+        columns = set(pd.read_csv(path, nrows=0).columns)
+        if set(SET_COLUMNS) <= columns and "scene" not in columns:
+            found.append(path)
+    return found
+
+
+def _complete(folder: Path) -> list[Path]:
+    """Complete task outputs in `folder` (temporary folders start with `.` and hold no provenance)."""
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and (p / PROVENANCE).is_file())
+
+
+def _finished(folder: Path) -> str:
+    return str(read_provenance(folder).get("finished_utc", ""))
+
+
+def collect_run(run_dir: Path, label: str = "") -> RunResults:
+    """Results of one run: a run's output root, or one BuildReport folder in it.
+
+    From an output root, the newest BuildReport (by finish time) says which ScoreScene folders form the run, and in
+    which order its methods go; without one, every complete ScoreScene folder is taken, and where a (scene,
+    method) was scored more than once (runs with other parameters) the newest wins, with a warning.
+    """
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise InvalidInputError(f"run folder {run_dir}", "does not exist",
+                                "pass the output root of `nvsc run` (`runs/` by default) or a BuildReport folder")
+    build: Path | None = None
+    if (run_dir / PROVENANCE).is_file() and read_provenance(run_dir).get("task") == "BuildReport":
+        build, root = run_dir, run_dir.parent.parent
+    else:
+        root = run_dir
+        builds = _complete(run_dir / "BuildReport")
+        if builds:
+            build = max(builds, key=_finished)
+            if len(builds) > 1:
+                logger.info("%s: %d reports; using the newest, %s", run_dir, len(builds), build.name)
+    if build is not None:
+        provenance = read_provenance(build)
+        upstream = _upstream_folders(provenance, root)
+        score_folders = upstream.pop("ScoreScene", [])
+        set_csvs = [path for folders in upstream.values() for folder in folders for path in set_score_files(folder)]
+        order = _parameter_list(provenance.get("parameters", {}).get("methods", "[]"))
+    else:
+        score_folders = _complete(root / "ScoreScene")
+        set_csvs = []
+        for family in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in
+                             ("ScoreScene", "GenerateViews", "FitNeRF", "BuildReport", "PrepareDataset",
+                              "TrainGenerator")):
+            for folder in _complete(family):
+                set_csvs += set_score_files(folder)
+        order = []
+    if not score_folders:
+        raise InvalidInputError(f"run folder {run_dir}", "holds no complete ScoreScene outputs",
+                                "run `nvsc run` first, and pass its output root (`runs/` by default)")
+    newest: dict[tuple[str, str], tuple[str, MethodSceneResult]] = {}
+    for folder in score_folders:
+        result = result_from_score_folder(folder, root)
+        key = (result.scene, result.method)
+        if key in newest:
+            logger.warning("%s: %s on %s was scored more than once; using the newest", run_dir, *key[::-1])
+        if key not in newest or _finished(folder) > newest[key][0]:
+            newest[key] = (_finished(folder), result)
+    return RunResults(label=label, root=root, results=[result for _, result in newest.values()],
+                      set_score_csvs=set_csvs, method_order=order)
+
+
+def run_labels(run_dirs: list[Path]) -> list[str]:
+    """Shortest trailing parts of the resolved paths that tell the runs apart (`a/runs`, `b/runs`)."""
+    paths = [Path(p).resolve() for p in run_dirs]
+    if len(set(paths)) != len(paths):
+        raise InvalidInputError("run folders", "name the same folder twice", "pass each run folder once")
+    if len(paths) == 1:
+        return [""]
+    for depth in range(1, max(len(p.parts) for p in paths) + 1):
+        labels = ["/".join(p.parts[-depth:]) for p in paths]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [str(p) for p in paths]
+
+
+def collect_runs(run_dirs: list[Path]) -> list[RunResults]:
+    """Results of every run folder, each labelled apart from the others (no label when there is one)."""
+    if not run_dirs:
+        raise InvalidInputError("run folders", "none given", "pass at least one output root of `nvsc run`")
+    return [collect_run(path, label) for path, label in zip(run_dirs, run_labels(run_dirs))]
+
+
+def read_views(folder: Path) -> tuple[list[str], np.ndarray]:
+    """Names and images uint8 [N, H, W, 3] of a `transforms.json` folder (name = file stem), read without torch."""
+    path = Path(folder) / "transforms.json"
+    try:
+        frames = json.loads(path.read_text())["frames"]
+        files = [Path(folder) / frame["file_path"] for frame in frames]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidInputError(path, f"cannot be read as transforms.json ({error})",
+                                "rerun the task that wrote the folder") from None
+    images = []
+    for file in files:
+        try:
+            with Image.open(file) as image:
+                images.append(np.asarray(image.convert("RGB")))
+        except OSError as error:
+            raise InvalidInputError(file, f"cannot be read as an image ({error})", "rerun the task that wrote it") \
+                from None
+    return [file.stem for file in files], np.stack(images)
