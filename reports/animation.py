@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from reports.image_grid import render_image_grid
+from reports.image_grid import GridLayout, render_image_grid
 from scenes.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -44,15 +44,17 @@ def _uint8(image: np.ndarray) -> np.ndarray:
     return np.round(np.clip(image.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
 
 
-def turntable_frames(rows: list[TurntableRow], cameras: list[str], scale: int = 2) -> list[np.ndarray]:
-    """One uint8 image [H', W', 3] per camera in `cameras` (the orbit order)."""
+def turntable_frames(rows: list[TurntableRow], cameras: list[str],
+                     scale: int = 2) -> tuple[list[np.ndarray], GridLayout]:
+    """One uint8 image [H', W', 3] per camera in `cameras` (the orbit order), and where the cells lie in them
+    (the same in every frame)."""
     if not rows or not cameras:
         raise InvalidInputError("turntable", "has no rows or no cameras", "pass at least one row and one camera")
     shapes = {np.shape(image) for row in rows for image in row.views.values()}
     if len(shapes) != 1 or len(next(iter(shapes))) != 3:
         raise InvalidInputError("turntable views", f"have shapes {sorted(shapes)}", "give views of one [H, W, 3] size")
     blank = np.full(next(iter(shapes)), PLACEHOLDER, np.uint8)
-    frames = []
+    frames, layout = [], None
     for camera in cameras:
         grid_rows = []
         for row in rows:
@@ -62,9 +64,9 @@ def turntable_frames(rows: list[TurntableRow], cameras: list[str], scale: int = 
                 cells.append(_uint8(row.renders.get(camera, blank)))
                 label = f"{row.label} (view, NeRF render)"
             grid_rows.append((label, np.stack(cells)))
-        image, _ = render_image_grid(grid_rows, max_columns=2, scale=scale)
+        image, layout = render_image_grid(grid_rows, max_columns=2, scale=scale)
         frames.append(image)
-    return frames
+    return frames, layout
 
 
 def mp4_available() -> str | None:
@@ -117,7 +119,7 @@ def write_mp4(frames: list[np.ndarray], path: Path, frame_ms: int = 300) -> Path
 def write_turntable(rows: list[TurntableRow], cameras: list[str], path_stem: Path, scale: int = 2,
                     frame_ms: int = 300, mp4: bool = True) -> dict[str, Path]:
     """Write `<path_stem>.gif` (and `.mp4` when possible and `mp4`); returns the paths by suffix."""
-    frames = turntable_frames(rows, cameras, scale)
+    frames, _ = turntable_frames(rows, cameras, scale)
     path_stem = Path(path_stem)
     written = {"gif": write_gif(frames, path_stem.with_suffix(".gif"), frame_ms)}
     if mp4:

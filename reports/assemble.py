@@ -88,7 +88,7 @@ def merged_scores(runs: list[RunResults]) -> tuple[pd.DataFrame, pd.DataFrame | 
             tidy_parts.append(scores.assign(method=labels[(run.label, result.method)], run=run.label))
         for path in run.set_score_csvs:
             scores = check_set_scores(pd.read_csv(path))
-            scores = scores[[(run.label, m) in labels for m in scores["method"]]]  # methods of this report only
+            scores = scores[scores["method"].map(lambda m: (run.label, m) in labels).astype(bool)]  # this report's
             set_parts.append(scores.assign(method=[labels[(run.label, m)] for m in scores["method"]], run=run.label))
         methods = list(dict.fromkeys(r.method for r in run.results))
         ranked = [m for m in run.method_order if m in methods] + [m for m in methods if m not in run.method_order]

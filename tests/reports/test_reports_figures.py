@@ -1,12 +1,15 @@
-"""The figures are written as valid, non-trivial PNG files, bounds with +inf fidelity included."""
+"""Figures are valid, non-trivial PNGs; controls become reference marks; the sweep appears only with `@w` rows."""
+
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
-from reports.figures import plot_consistency_vs_fidelity, plot_scores_bar
-from reports.tables import summary_table
+from reports.figures import (plot_consistency_vs_fidelity, plot_distribution, plot_guidance_sweep,
+                             sweep_methods)
+from reports.tables import summarize
 from scenes.errors import InvalidInputError
 
 
@@ -14,39 +17,56 @@ from scenes.errors import InvalidInputError
 def tidy():
     rng = np.random.default_rng(5)
     rows = []
-    for method, base in [("ground truth", 30.0), ("noise", 6.0), ("xunet/stochastic", 22.0), ("xunet/naive", 19.0)]:
+    for method, base in [("ground_truth", 30.0), ("noise", 6.0), ("perturbed", 15.0), ("xunet/stochastic@1", 20.0),
+                         ("xunet/stochastic@3", 22.0), ("xunet/naive@3", 19.0)]:
         for scene in range(4):
             rows.append((method, f"scene{scene}", "consistency_psnr", base + rng.normal()))
-            # Ground truth scored against itself has +inf PSNR.
-            rows.append((method, f"scene{scene}", "fidelity_psnr",
-                         np.inf if method == "ground truth" else base - 3 + rng.normal()))
+            if method != "ground_truth":  # ground truth has no fidelity rows
+                rows.append((method, f"scene{scene}", "fidelity_psnr", base - 3 + rng.normal()))
+            # One +inf scene must not break the distribution.
+            rows.append((method, f"scene{scene}", "fidelity_ssim", math.inf if scene == 0 else 0.5))
     return pd.DataFrame(rows, columns=["method", "scene", "metric", "value"])
 
 
-def _check_png(path):
-    assert path.is_file() and path.stat().st_size > 10_000
+def _pixels(path):
+    assert path.is_file()
     with Image.open(path) as image:
         assert image.format == "PNG"
-        image.verify()
-    with Image.open(path) as image:
-        pixels = np.asarray(image.convert("RGB"))
+        pixels = np.asarray(image.convert("RGB")).astype(float)
     assert pixels.shape[0] > 300 and pixels.shape[1] > 400
     assert pixels.std() > 5  # something is drawn, not a blank canvas
+    return pixels
 
 
-def test_consistency_vs_fidelity(tidy, tmp_path):
-    path = plot_consistency_vs_fidelity(summary_table(tidy), tmp_path / "figs" / "scatter.png")
-    _check_png(path)
+def test_scatter_draws_candidates_and_control_lines(tidy, tmp_path):
+    long = summarize(tidy, resamples=200)
+    with_controls = _pixels(plot_consistency_vs_fidelity(long, tmp_path / "figs" / "scatter.png"))
+    without = _pixels(plot_consistency_vs_fidelity(long[~long.method.isin(["ground_truth", "noise", "perturbed"])],
+                                                   tmp_path / "figs" / "candidates.png"))
+    # The controls add marks: the two figures differ.
+    assert np.abs(with_controls - without).mean() > 0.5
 
 
-def test_scores_bar(tidy, tmp_path):
-    for metric in ["consistency_psnr", "fidelity_psnr"]:
-        _check_png(plot_scores_bar(tidy, metric, tmp_path / f"{metric}.png", method_order=["noise"]))
+def test_distribution(tidy, tmp_path):
+    for metric in ["consistency_psnr", "fidelity_ssim"]:
+        _pixels(plot_distribution(tidy, metric, tmp_path / f"{metric}.png", method_order=["noise"]))
+
+
+def test_guidance_sweep(tidy, tmp_path):
+    assert sweep_methods(tidy.method.unique()) == {
+        "xunet/stochastic": [(1.0, "xunet/stochastic@1"), (3.0, "xunet/stochastic@3")],
+        "xunet/naive": [(3.0, "xunet/naive@3")]}
+    long = summarize(tidy, resamples=200)
+    _pixels(plot_guidance_sweep(long, "consistency_psnr", tmp_path / "sweep.png"))
+    no_weights = long[~long.method.str.contains("@")]
+    assert plot_guidance_sweep(no_weights, "consistency_psnr", tmp_path / "none.png") is None
+    assert not (tmp_path / "none.png").exists()
 
 
 def test_bad_inputs(tidy, tmp_path):
-    with pytest.raises(InvalidInputError, match="fidelity_psnr"):
-        plot_consistency_vs_fidelity(summary_table(tidy).drop(columns="fidelity_psnr"), tmp_path / "a.png")
+    long = summarize(tidy, resamples=10)
+    with pytest.raises(InvalidInputError, match="fidelity_lpips"):
+        plot_consistency_vs_fidelity(long, tmp_path / "a.png", x_metric="fidelity_lpips")
     with pytest.raises(InvalidInputError, match="no scores"):
-        plot_scores_bar(tidy, "fidelity_ssim", tmp_path / "b.png")
+        plot_distribution(tidy, "tsed", tmp_path / "b.png")
     assert not list(tmp_path.iterdir())
