@@ -173,20 +173,30 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "-" for ch in text).strip("-") or "run"
 
 
+#: Headline figures keep short names at the top of the report folder (scripts and tests open them by name);
+#: the others go under `figures/`.
+HEADLINE = {"consistency_psnr_vs_fidelity_psnr": "consistency_vs_fidelity.png",
+            "consistency_psnr_per_scene": "consistency_psnr.png"}
+
+
+def _figure_path(folder: Path, name: str) -> Path:
+    return folder / HEADLINE[name] if name in HEADLINE else folder / "figures" / f"{name}.png"
+
+
 def _figures(tidy: pd.DataFrame, long: pd.DataFrame, order: list[str], folder: Path) -> list[PageImage]:
     metrics = list(dict.fromkeys(long["metric"]))
     finite = {m for m in metrics if long.loc[long["metric"] == m, "mean"].astype(float).notna().any()}
     figures = []
     for x, y in SCATTER_PAIRS:
         if x in metrics and y in finite:
-            path = plot_consistency_vs_fidelity(long, folder / "figures" / f"{y}_vs_{x}.png", x, y)
+            path = plot_consistency_vs_fidelity(long, _figure_path(folder, f"{y}_vs_{x}"), x, y)
             figures.append(PageImage(f"{y} against {x}", path))
     for metric in dict.fromkeys(tidy["metric"]):
-        path = plot_distribution(tidy, metric, folder / "figures" / f"{metric}_per_scene.png", order)
+        path = plot_distribution(tidy, metric, _figure_path(folder, f"{metric}_per_scene"), order)
         figures.append(PageImage(f"{metric} per scene", path))
     if sweep_methods(order):
         for metric in (m for m in SWEEP_METRICS if m in finite):
-            path = plot_guidance_sweep(long, metric, folder / "figures" / f"{metric}_vs_guidance.png")
+            path = plot_guidance_sweep(long, metric, _figure_path(folder, f"{metric}_vs_guidance"))
             figures.append(PageImage(f"{metric} against guidance weight", path))
     return figures
 

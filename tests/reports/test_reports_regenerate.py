@@ -60,15 +60,15 @@ def test_nvsc_report_from_a_run_folder_without_torch(tmp_path):
     assert "weights missing: nvsc weights fetch lpips-alex" in (out / "summary.md").read_text()
     assert (out / "summary.tex").is_file() and (out / "scores.parquet").is_file()
     assert (out / "controls.txt").read_text().startswith("Controls in order")
-    for name in ("consistency_psnr_vs_fidelity_psnr", "consistency_psnr_vs_fidelity_fid",
-                 "consistency_psnr_per_scene", "consistency_psnr_vs_guidance"):
-        assert (out / "figures" / f"{name}.png").is_file(), name
+    for name in ("consistency_vs_fidelity.png", "consistency_psnr.png", "figures/consistency_psnr_vs_fidelity_fid.png",
+                 "figures/consistency_lpips_per_scene.png", "figures/consistency_psnr_vs_guidance.png"):
+        assert (out / name).is_file(), name
     assert sorted(p.name for p in (out / "grids").iterdir()) == ["chair-0.png", "mug-0.png"]
     assert {p.name for p in (out / "animations").glob("*.gif")} == {"chair-0.gif", "mug-0.gif"}
     if CHROMIUM is None:
         pytest.skip("Chromium is not installed (.ci/run installs the Debian package); files were checked")
     loaded = images_in_chromium(out / "index.html", tmp_path)
-    embedded = len(list((out / "figures").iterdir())) + 2 + 2
+    embedded = len(list((out / "figures").iterdir())) + 2 + 2 + 2  # figures, grids, GIFs
     assert len(loaded) == embedded and all(i["complete"] and i["width"] > 0 for i in loaded)
 
 
