@@ -36,8 +36,6 @@ SET_COLUMNS = ("method", "metric", "value")
 #: The built-in controls: they pin the range of each score (ground truth above, the others below) and are
 #: never candidates for the best cell, which they would win or lose by construction.
 CONTROLS = ("ground_truth", "noise", "perturbed", "shuffled_cameras")
-#: Kept for callers of the first version of this module.
-REFERENCE_METHODS = CONTROLS
 #: Direction of every score nvsc reports (True: higher is better). `reports.metrics.HIGHER_IS_BETTER` is the
 #: authority; this copy lets tables be built without importing torch, and a test keeps the two equal.
 DIRECTIONS: dict[str, bool] = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "kid": False,
@@ -88,10 +86,6 @@ def _normalised(name: str) -> str:
 def is_control(label: str, controls: Sequence[str] = CONTROLS) -> bool:
     """Whether a row label names a control (ignoring case, `_` versus space, a guidance weight and a run label)."""
     return _normalised(parse_method(label).base) in {_normalised(c) for c in controls}
-
-
-#: Kept for callers of the first version of this module.
-is_reference = is_control
 
 
 def score_name(metric: str) -> str:
@@ -267,12 +261,6 @@ def format_value(value: float, column: str) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     return f"{float(value):.{DECIMALS.get(score_name(column).split('_')[0], DEFAULT_DECIMALS)}f}"
-
-
-def formatted_summary(summary: pd.DataFrame) -> pd.DataFrame:
-    """Every cell of a means frame as display text (same index and columns)."""
-    return pd.DataFrame({c: [format_value(v, c) for v in summary[c]] for c in summary.columns},
-                        index=summary.index)
 
 
 @dataclass
