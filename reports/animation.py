@@ -59,11 +59,10 @@ def turntable_frames(rows: list[TurntableRow], cameras: list[str],
         grid_rows = []
         for row in rows:
             cells = [_uint8(row.views.get(camera, blank))]
-            label = f"{row.label} (view)"
             if row.renders is not None:
                 cells.append(_uint8(row.renders.get(camera, blank)))
-                label = f"{row.label} (view, NeRF render)"
-            grid_rows.append((label, np.stack(cells)))
+            # The label stays the same in every frame, so the cells do not move from frame to frame.
+            grid_rows.append((row.label, np.stack(cells)))
         image, layout = render_image_grid(grid_rows, max_columns=2, scale=scale)
         frames.append(image)
     return frames, layout

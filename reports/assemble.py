@@ -108,7 +108,7 @@ def control_check(long: pd.DataFrame) -> list[str]:
     failed check start with `WARNING`."""
     means = wide(long)
     runs = list(dict.fromkeys(parse_method(m).run for m in means.index))
-    lines, failed, checked = [], [], 0
+    lines, failed, checked, chains = [], [], 0, []
     for run in runs:
         rows = {parse_method(m).base: m for m in means.index if parse_method(m).run == run}
         where = f" [{run}]" if run else ""
@@ -116,6 +116,7 @@ def control_check(long: pd.DataFrame) -> list[str]:
         if len(chain) < 2:
             lines.append(f"Controls not checked{where}: the run needs at least two of {', '.join(CONTROL_ORDER)}.")
             continue
+        chains.append(" above ".join(chain))
         for metric in _consistency_metrics(list(means.columns)):
             pairs = list(zip(chain, chain[1:])) + ([("ground_truth", SHUFFLED)] if SHUFFLED in rows and
                                                    "ground_truth" in rows else [])
@@ -141,8 +142,7 @@ def control_check(long: pd.DataFrame) -> list[str]:
     elif failed:
         verdict = f"WARNING: controls out of order on {', '.join(failed)}."
     else:
-        verdict = ("Controls in order: ground truth scores above perturbed above noise on every consistency score "
-                   "checked.")
+        verdict = f"Controls in order: {' / '.join(dict.fromkeys(chains))} on every consistency score checked."
     return [verdict, *lines]
 
 
@@ -225,8 +225,8 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
         if config.animations:
             written = _scene_turntable(results, run_labels, folder / "animations" / name, config.mp4)
             links = {"MP4": written["mp4"].relative_to(folder).as_posix()} if "mp4" in written else {}
-            animations.append(PageImage(f"{caption}: turntable, each method's views beside its NeRF renders "
-                                        "(grey: camera the NeRF was fitted on)", written["gif"], True, links))
+            animations.append(PageImage(f"{caption}: turntable; per method, its view (left) and the NeRF "
+                                        "render (right; grey at the cameras the NeRF was fitted on)", written["gif"], True, links))
     controls = control_check(long)
     for line in controls:
         (logger.warning if line.startswith("WARNING") else logger.info)(line)

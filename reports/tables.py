@@ -285,7 +285,8 @@ def summary_text(long: pd.DataFrame, directions: dict[str, bool] | None = None,
             text = f"{MISSING} ({row.missing})" if row.missing else MISSING
         else:
             text = format_value(row.mean, row.metric)
-            if np.isfinite(row.ci_low) and np.isfinite(row.ci_high):
+            # One scene has no spread to resample: its interval would only repeat the mean.
+            if row.scenes >= 2 and np.isfinite(row.ci_low) and np.isfinite(row.ci_high):
                 text += f" [{format_value(row.ci_low, row.metric)}, {format_value(row.ci_high, row.metric)}]"
         cells.loc[row.method, row.metric] = text
     return SummaryText(cells, best)

@@ -119,6 +119,9 @@ def test_markdown_and_latex_cells(tidy, set_scores):
     assert lines["xunet/naive"][5] == "**55.00**"
     assert lines["ground_truth"][4] == "-"  # fidelity of the real views to themselves does not apply
     assert "consistency_psnr \u2191" in markdown and "fidelity_fid \u2193" in markdown
+    one_scene = summary_text(summarize(tidy[tidy.scene == "s0"], resamples=50))
+    value = tidy[(tidy.scene == "s0") & (tidy.method == "noise") & (tidy.metric == "consistency_psnr")]["value"]
+    assert one_scene.cells.loc["noise", "consistency_psnr"] == f"{value.item():.2f}"  # no interval from one scene
     latex = summary_latex(text)
     assert latex.count(r"\toprule") == latex.count(r"\bottomrule") == 1 and latex.count(r"\midrule") == 2
     assert r"\textbf{55.00}" in latex and r"xunet/stochastic@3" in latex and r"ground\_truth" in latex
