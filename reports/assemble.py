@@ -121,14 +121,14 @@ def control_check(long: pd.DataFrame) -> list[str]:
             pairs = list(zip(chain, chain[1:])) + ([("ground_truth", SHUFFLED)] if SHUFFLED in rows and
                                                    "ground_truth" in rows else [])
             values = {c: float(means.loc[rows[c], metric]) for c in {*chain, *(p[1] for p in pairs)}}
-            shown = " > ".join(f"{c} ({values[c]:.3g})" for c in chain)
+            better = higher_is_better(metric)
+            shown = (" > " if better else " < ").join(f"{c} ({values[c]:.3g})" for c in chain)
             if any(math.isnan(v) for v in values.values()):
                 lines.append(f"{metric}{where}: not checked, a control has no value.")
                 continue
-            better = higher_is_better(metric)
             wrong = [(a, b) for a, b in pairs if not (values[a] > values[b] if better else values[a] < values[b])]
             checked += 1
-            shuffled = f"; {SHUFFLED} ({values[SHUFFLED]:.3g}) below ground_truth" if SHUFFLED in values else ""
+            shuffled = f"; {SHUFFLED} ({values[SHUFFLED]:.3g}) worse than ground_truth" if SHUFFLED in values else ""
             if wrong:
                 failed.append(f"{metric}{where}")
                 reasons = ", ".join(f"{a} not better than {b}" for a, b in wrong)

@@ -128,3 +128,14 @@ def test_bad_run_folders(tmp_path, capsys):
     assert main(["report", str(root), "--out", str(tmp_path / "out")]) == 2
     assert "transforms.json: does not exist" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_controls_on_a_lower_is_better_score():
+    rows = [(m, "s", "consistency_lpips", v, "") for m, v in
+            [("ground_truth", 0.1), ("perturbed", 0.3), ("noise", 0.8), ("shuffled_cameras", 0.6)]]
+    lines = control_check(summarize(pd.DataFrame(rows, columns=["method", "scene", "metric", "value", "missing"])))
+    assert lines[0] == "Controls in order: ground_truth above perturbed above noise on every consistency score checked."
+    assert "ground_truth (0.1) < perturbed (0.3) < noise (0.8); shuffled_cameras (0.6) worse" in lines[1]
+    swapped = [(m, s, k, 0.05 if m == "shuffled_cameras" else v, r) for m, s, k, v, r in rows]
+    lines = control_check(summarize(pd.DataFrame(swapped, columns=["method", "scene", "metric", "value", "missing"])))
+    assert lines[0].startswith("WARNING") and "ground_truth not better than shuffled_cameras" in lines[1]
