@@ -1,1 +1,2 @@
-"""Scores (PSNR, SSIM), summary tables, figures, image grids and the self-contained HTML report."""
+"""Scores (PSNR, SSIM, ...), summary tables, figures, turntables, image grids, the self-contained HTML report, and
+its rebuild from the run folders of `nvsc run` (`nvsc report`)."""

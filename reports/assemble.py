@@ -183,7 +183,8 @@ def _figure_path(folder: Path, name: str) -> Path:
     return folder / HEADLINE[name] if name in HEADLINE else folder / "figures" / f"{name}.png"
 
 
-def _figures(tidy: pd.DataFrame, long: pd.DataFrame, order: list[str], folder: Path) -> list[PageImage]:
+def _figures(tidy: pd.DataFrame, long: pd.DataFrame, order: list[str], weights: dict[str, float],
+             folder: Path) -> list[PageImage]:
     metrics = list(dict.fromkeys(long["metric"]))
     finite = {m for m in metrics if long.loc[long["metric"] == m, "mean"].astype(float).notna().any()}
     figures = []
@@ -194,9 +195,9 @@ def _figures(tidy: pd.DataFrame, long: pd.DataFrame, order: list[str], folder: P
     for metric in dict.fromkeys(tidy["metric"]):
         path = plot_distribution(tidy, metric, _figure_path(folder, f"{metric}_per_scene"), order)
         figures.append(PageImage(f"{metric} per scene", path))
-    if sweep_methods(order):
+    if sweep_methods(order, weights):
         for metric in (m for m in SWEEP_METRICS if m in finite):
-            path = plot_guidance_sweep(long, metric, _figure_path(folder, f"{metric}_vs_guidance"))
+            path = plot_guidance_sweep(long, metric, _figure_path(folder, f"{metric}_vs_guidance"), weights)
             figures.append(PageImage(f"{metric} against guidance weight", path))
     return figures
 
@@ -210,8 +211,10 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     tidy, set_scores, order = merged_scores(runs)
     long = summarize(tidy, set_scores, order, config.bootstrap_resamples, config.seed, config.confidence)
     write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence)
-    figures = _figures(tidy, long, order, folder)
     labels = row_labels(runs)
+    weights = {labels[(run.label, r.method)]: r.guidance_weight for run in runs for r in run.results
+               if r.guidance_weight is not None}
+    figures = _figures(tidy, long, order, weights, folder)
     grids, animations = [], []
     work = [(run, scene) for run in runs for scene in dict.fromkeys(r.scene for r in run.results)]
     for run, scene in tqdm(work, desc="report: scenes", unit="scene", disable=len(work) < 3):
@@ -226,7 +229,8 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
             written = _scene_turntable(results, run_labels, folder / "animations" / name, config.mp4)
             links = {"MP4": written["mp4"].relative_to(folder).as_posix()} if "mp4" in written else {}
             animations.append(PageImage(f"{caption}: turntable; per method, its view (left) and the NeRF "
-                                        "render (right; grey at the cameras the NeRF was fitted on)", written["gif"], True, links))
+                                        "render (right; grey at the cameras the NeRF was fitted on)",
+                                        written["gif"], True, links))
     controls = control_check(long)
     for line in controls:
         (logger.warning if line.startswith("WARNING") else logger.info)(line)

@@ -153,23 +153,30 @@ def plot_distribution(tidy: pd.DataFrame, metric: str, path: Path, method_order:
     return _save(figure, path, style)
 
 
-def sweep_methods(methods: Sequence[str]) -> dict[str, list[tuple[float, str]]]:
-    """Methods with a guidance weight (`gen/sampler@w`), grouped by generator/sampler (and run), sorted by w."""
+def sweep_methods(methods: Sequence[str],
+                  weights: dict[str, float] | None = None) -> dict[str, list[tuple[float, str]]]:
+    """Generators grouped by generator/sampler (and run) with their guidance weights, sorted by w; empty when no
+    method names a weight with `@w` (the run is no sweep). A method without `@w` joins its group at the weight it
+    was generated with, taken from `weights` (the pipeline's default guidance weight) when given there."""
+    if not any(parse_method(m).weight is not None for m in methods):
+        return {}
     groups: dict[str, list[tuple[float, str]]] = {}
     for method in methods:
         label = parse_method(method)
-        if label.weight is not None and not is_control(method):
+        weight = label.weight if label.weight is not None else (weights or {}).get(method)
+        if weight is not None and not is_control(method):
             key = label.base + (f" [{label.run}]" if label.run else "")
-            groups.setdefault(key, []).append((label.weight, method))
+            groups.setdefault(key, []).append((float(weight), method))
     return {key: sorted(members) for key, members in groups.items()}
 
 
-def plot_guidance_sweep(long: pd.DataFrame, metric: str, path: Path,
+def plot_guidance_sweep(long: pd.DataFrame, metric: str, path: Path, weights: dict[str, float] | None = None,
                         style: FigureStyle | None = None) -> Path | None:
     """Score against classifier-free guidance weight w, one line per generator/sampler, with the controls as
-    horizontal reference lines. Returns None (and draws nothing) when no method carries `@w`."""
+    horizontal reference lines. Returns None (and draws nothing) when no method carries `@w`; `weights` places
+    methods without `@w` (see sweep_methods)."""
     rows = _metric_rows(long, metric)
-    groups = sweep_methods(list(rows.index))
+    groups = sweep_methods(list(rows.index), weights)
     if not groups:
         return None
     style = style or FigureStyle()

@@ -87,7 +87,8 @@ def summary_html(summary: SummaryText) -> str:
         cells = []
         for column in summary.cells.columns:
             text = html.escape(str(summary.cells.loc[method, column]))
-            cells.append(f"<td><strong>{text}</strong></td>" if summary.best.loc[method, column] else f"<td>{text}</td>")
+            bold = summary.best.loc[method, column]
+            cells.append(f"<td><strong>{text}</strong></td>" if bold else f"<td>{text}</td>")
         rows.append(f"<tr><td>{html.escape(str(method))}</td>{''.join(cells)}</tr>")
     rows += ["</tbody>", "</table>"]
     return "\n".join(rows)
@@ -114,7 +115,8 @@ def _section_html(section: PageSection) -> list[str]:
         parts.append(f"<p>{html.escape(section.text)}</p>")
     for image in section.images:
         css = ' class="pixels"' if image.pixelated else ""
-        links = "".join(f' <a href="{html.escape(href)}">{html.escape(text)}</a>' for text, href in image.links.items())
+        links = "".join(f' <a href="{html.escape(href)}">{html.escape(text)}</a>'
+                        for text, href in image.links.items())
         parts.append(f'<figure><img{css} src="{_data_uri(Path(image.path))}" alt="{html.escape(image.caption)}">'
                      f"<figcaption>{html.escape(image.caption)}{links}</figcaption></figure>")
     return parts

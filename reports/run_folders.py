@@ -49,6 +49,8 @@ class MethodSceneResult:
     renders_folder: Path
     #: Index of the view given to the generator.
     input_view: int
+    #: Classifier-free guidance weight the views were generated with (GenerateViews' parameter), when recorded.
+    guidance_weight: float | None = None
 
 
 @dataclass
@@ -108,9 +110,12 @@ def result_from_score_folder(score_folder: Path, root: Path) -> MethodSceneResul
     for path in (scores, views / "transforms.json", renders / "transforms.json"):
         if not path.is_file():
             raise InvalidInputError(path, "does not exist", "copy the whole run folder, or rerun `nvsc run` on it")
-    input_view = int(read_provenance(views).get("parameters", {}).get("input_view", 0))
+    generation = read_provenance(views).get("parameters", {})
+    weight = generation.get("guidance_weight")
     return MethodSceneResult(scene=str(parameters["scene"]), method=str(parameters["method"]), scores_csv=scores,
-                             views_folder=views, renders_folder=renders, input_view=input_view)
+                             views_folder=views, renders_folder=renders,
+                             input_view=int(generation.get("input_view", 0)),
+                             guidance_weight=float(weight) if weight is not None else None)
 
 
 def set_score_files(folder: Path) -> list[Path]:

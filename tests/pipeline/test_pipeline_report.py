@@ -26,7 +26,8 @@ def test_nvsc_report_rebuilds_build_reports_summary(tiny_pipeline):
     rebuilt = tiny_pipeline.workdir / "rebuilt"
     for name in ("summary.csv", "summary_ci.csv", "summary.md", "summary.tex", "scores.csv", "controls.txt"):
         assert (rebuilt / name).read_text() == (built / name).read_text(), name
-    pd.testing.assert_frame_equal(pd.read_parquet(rebuilt / "scores.parquet"), pd.read_parquet(built / "scores.parquet"))
+    pd.testing.assert_frame_equal(pd.read_parquet(rebuilt / "scores.parquet"),
+                                  pd.read_parquet(built / "scores.parquet"))
     assert list(pd.read_csv(rebuilt / "summary.csv", index_col=0).index) == ROWS
     assert sorted(p.name for p in (rebuilt / "animations").glob("*.gif")) == \
         sorted(p.name for p in (built / "animations").glob("*.gif"))

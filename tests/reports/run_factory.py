@@ -16,7 +16,8 @@ def _task_folder(root: Path, family: str, name: str, parameters: dict, upstream:
     folder = root / family / name
     folder.mkdir(parents=True)
     record = {"task": family, "task_id": f"{family}_{name}", "parameters": parameters,
-              "upstream": {f"{p.parent.name}_{p.name}": {"signature": p.name[-12:], "output": f"runs/{p.parent.name}/{p.name}"}
+              "upstream": {f"{p.parent.name}_{p.name}": {"signature": p.name[-12:],
+                                                         "output": f"runs/{p.parent.name}/{p.name}"}
                            for p in upstream},
               "finished_utc": finished}
     (folder / "provenance.json").write_text(json.dumps(record))
@@ -46,8 +47,8 @@ def write_run(root: Path, scores: pd.DataFrame, views: int = 8, size: int = 16, 
     for method in methods:
         for scene in dict.fromkeys(scores.loc[scores["method"] == method, "scene"]):
             label = f"{method.replace('/', '-')}-{scene}"
-            gen = _task_folder(root, "GenerateViews", f"{label}-aaaa", {"scene": scene, "method": method,
-                                                                        "input_view": "0"}, [])
+            parameters = {"scene": scene, "method": method, "input_view": "0", "guidance_weight": "3.0"}
+            gen = _task_folder(root, "GenerateViews", f"{label}-aaaa", parameters, [])
             images = rng.integers(0, 256, (views, size, size, 3), dtype=np.uint8)
             _write_views(gen, names, images)
             fit = _task_folder(root, "FitNeRF", f"{label}-bbbb", {"scene": scene, "method": method}, [gen])

@@ -56,6 +56,10 @@ def test_guidance_sweep(tidy, tmp_path):
     assert sweep_methods(tidy.method.unique()) == {
         "xunet/stochastic": [(1.0, "xunet/stochastic@1"), (3.0, "xunet/stochastic@3")],
         "xunet/naive": [(3.0, "xunet/naive@3")]}
+    # A method without `@w` joins its sweep at the weight it was generated with, when that is known.
+    assert sweep_methods(["xunet/naive@1", "xunet/naive", "noise"], {"xunet/naive": 3.0, "noise": 3.0}) == {
+        "xunet/naive": [(1.0, "xunet/naive@1"), (3.0, "xunet/naive")]}
+    assert sweep_methods(["xunet/naive", "noise"], {"xunet/naive": 3.0}) == {}
     long = summarize(tidy, resamples=200)
     _pixels(plot_guidance_sweep(long, "consistency_psnr", tmp_path / "sweep.png"))
     no_weights = long[~long.method.str.contains("@")]

@@ -18,6 +18,7 @@ from tests.reports.chromium_probe import CHROMIUM, images_in_chromium
 from tests.reports.run_factory import write_run
 
 ROOT = Path(__file__).resolve().parents[2]
+LPIPS_MISSING = "weights missing: nvsc weights fetch lpips-alex"
 METHODS = [("ground_truth", 30.0), ("perturbed", 20.0), ("noise", 8.0), ("xunet/stochastic@3", 24.0),
            ("xunet/stochastic@1", 22.0)]
 
@@ -28,7 +29,7 @@ def scores(methods=METHODS, shift=0.0, seed=0):
     for method, base in methods:
         for scene in ("mug-0", "chair-0"):
             rows.append((method, scene, "consistency_psnr", base + shift + rng.normal(), ""))
-            rows.append((method, scene, "consistency_lpips", math.nan, "weights missing: nvsc weights fetch lpips-alex"))
+            rows.append((method, scene, "consistency_lpips", math.nan, LPIPS_MISSING))
             if method != "ground_truth":
                 rows.append((method, scene, "fidelity_psnr", base - 5 + rng.normal(), ""))
     return pd.DataFrame(rows, columns=["method", "scene", "metric", "value", "missing"])

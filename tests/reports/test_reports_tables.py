@@ -7,8 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.tables import (DIRECTIONS, MethodLabel, best_cells, bootstrap_interval, higher_is_better, parse_method, summarize,
-                            summary_latex, summary_markdown, summary_table, summary_text, wide, write_tables)
+from reports.tables import (DIRECTIONS, MethodLabel, best_cells, bootstrap_interval, higher_is_better, parse_method,
+                            summarize, summary_latex, summary_markdown, summary_table, summary_text, wide,
+                            write_tables)
 from scenes.errors import InvalidInputError
 
 WEIGHTS_MISSING = "weights missing: nvsc weights fetch lpips-alex"
