@@ -137,6 +137,11 @@ def test_controls_on_a_lower_is_better_score():
     lines = control_check(summarize(pd.DataFrame(rows, columns=["method", "scene", "metric", "value", "missing"])))
     assert lines[0] == "Controls in order: ground_truth above perturbed above noise on every consistency score checked."
     assert "ground_truth (0.1) < perturbed (0.3) < noise (0.8); shuffled_cameras (0.6) worse" in lines[1]
+    tied = [(m, s, "tsed", 0.0, "") for m, s, *_ in rows]
+    columns = ["method", "scene", "metric", "value", "missing"]
+    lines = control_check(summarize(pd.DataFrame(rows + tied, columns=columns)))
+    assert lines[0].startswith("Controls in order") and lines[2] == "tsed: not informative on this run, every " \
+        "control scores 0."
     swapped = [(m, s, k, 0.05 if m == "shuffled_cameras" else v, r) for m, s, k, v, r in rows]
     lines = control_check(summarize(pd.DataFrame(swapped, columns=["method", "scene", "metric", "value", "missing"])))
     assert lines[0].startswith("WARNING") and "ground_truth not better than shuffled_cameras" in lines[1]
