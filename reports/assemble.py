@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
@@ -198,7 +199,8 @@ def _figures(tidy: pd.DataFrame, long: pd.DataFrame, order: list[str], weights: 
         if x in finite and y in finite:
             path = plot_consistency_vs_fidelity(long, _figure_path(folder, f"{y}_vs_{x}"), x, y)
             figures.append(PageImage(f"{y} against {x}", path))
-    for metric in dict.fromkeys(tidy["metric"]):
+    drawable = tidy.loc[np.isfinite(tidy["value"].to_numpy(float)), "metric"]
+    for metric in dict.fromkeys(drawable):  # a score missing everywhere (no weights) has nothing to draw
         path = plot_distribution(tidy, metric, _figure_path(folder, f"{metric}_per_scene"), order)
         figures.append(PageImage(f"{metric} per scene", path))
     if sweep_methods(order, weights):
@@ -245,7 +247,7 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
                 "scores": [str(r.scores_csv) for r in run.results],
                 "set_scores": [str(p) for p in run.set_score_csvs]} for run in runs]
     (folder / "sources.json").write_text(json.dumps(sources, indent=2))
-    sections = [PageSection("Figures", figures), PageSection("Turntables", animations),
+    sections = [PageSection("Figures", figures, side_by_side=True), PageSection("Turntables", animations),
                 PageSection("Scenes", grids, "Per scene: the input view, then each method's views and the NeRF "
                                              "renders at its held-out cameras.")]
     return write_report_html(folder, config.title, summary_text(long), sections, NOTES, controls,

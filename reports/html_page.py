@@ -41,6 +41,8 @@ td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; }
 img.pixels { image-rendering: pixelated; }
 figure { margin: 1.5em 0; display: inline-block; vertical-align: top; }
+figure.half { width: calc(50% - 1em); margin-right: 1em; }
+figure.half img { width: 100%; }
 figcaption { color: #555; font-size: 0.9em; }
 p.warning { color: #a00; font-weight: bold; }
 """
@@ -70,6 +72,8 @@ class PageSection:
     images: list[PageImage]
     #: Paragraph under the heading ("" for none).
     text: str = ""
+    #: Show the images two to a row, scaled to fit (plots); otherwise each at its own size (views, grids).
+    side_by_side: bool = False
 
 
 def summary_html(summary: SummaryText) -> str:
@@ -113,11 +117,12 @@ def _section_html(section: PageSection) -> list[str]:
     parts = [f"<h2>{html.escape(section.heading)}</h2>"]
     if section.text:
         parts.append(f"<p>{html.escape(section.text)}</p>")
+    figure_css = ' class="half"' if section.side_by_side else ""
     for image in section.images:
         css = ' class="pixels"' if image.pixelated else ""
         links = "".join(f' <a href="{html.escape(href)}">{html.escape(text)}</a>'
                         for text, href in image.links.items())
-        parts.append(f'<figure><img{css} src="{_data_uri(Path(image.path))}" alt="{html.escape(image.caption)}">'
+        parts.append(f'<figure{figure_css}><img{css} src="{_data_uri(Path(image.path))}" alt="{html.escape(image.caption)}">'
                      f"<figcaption>{html.escape(image.caption)}{links}</figcaption></figure>")
     return parts
 

@@ -62,8 +62,9 @@ def test_nvsc_report_from_a_run_folder_without_torch(tmp_path):
     assert (out / "summary.tex").is_file() and (out / "scores.parquet").is_file()
     assert (out / "controls.txt").read_text().startswith("Controls in order")
     for name in ("consistency_vs_fidelity.png", "consistency_psnr.png", "figures/consistency_psnr_vs_fidelity_fid.png",
-                 "figures/consistency_lpips_per_scene.png", "figures/consistency_psnr_vs_guidance.png"):
+                 "figures/fidelity_psnr_per_scene.png", "figures/consistency_psnr_vs_guidance.png"):
         assert (out / name).is_file(), name
+    assert not (out / "figures" / "consistency_lpips_per_scene.png").exists()  # no values at all: no figure
     assert sorted(p.name for p in (out / "grids").iterdir()) == ["chair-0.png", "mug-0.png"]
     assert {p.name for p in (out / "animations").glob("*.gif")} == {"chair-0.gif", "mug-0.gif"}
     if CHROMIUM is None:
