@@ -41,8 +41,9 @@ td:first-child, th:first-child { text-align: left; }
 img { max-width: 100%; }
 img.pixels { image-rendering: pixelated; }
 figure { margin: 1.5em 0; display: inline-block; vertical-align: top; }
-figure.half { width: calc(50% - 1em); margin-right: 1em; }
-figure.half img { width: 100%; }
+div.half { display: flex; flex-wrap: wrap; gap: 1em; }
+div.half figure { width: calc(50% - 0.5em); margin: 0.5em 0; }
+div.half img { width: 100%; }
 figcaption { color: #555; font-size: 0.9em; }
 p.warning { color: #a00; font-weight: bold; }
 """
@@ -117,13 +118,14 @@ def _section_html(section: PageSection) -> list[str]:
     parts = [f"<h2>{html.escape(section.heading)}</h2>"]
     if section.text:
         parts.append(f"<p>{html.escape(section.text)}</p>")
-    figure_css = ' class="half"' if section.side_by_side else ""
+    parts.append('<div class="half">' if section.side_by_side else "<div>")
     for image in section.images:
         css = ' class="pixels"' if image.pixelated else ""
         links = "".join(f' <a href="{html.escape(href)}">{html.escape(text)}</a>'
                         for text, href in image.links.items())
-        parts.append(f'<figure{figure_css}><img{css} src="{_data_uri(Path(image.path))}" alt="{html.escape(image.caption)}">'
+        parts.append(f'<figure><img{css} src="{_data_uri(Path(image.path))}" alt="{html.escape(image.caption)}">'
                      f"<figcaption>{html.escape(image.caption)}{links}</figcaption></figure>")
+    parts.append("</div>")
     return parts
 
 
