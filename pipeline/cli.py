@@ -2,6 +2,8 @@
 
     nvsc run [TASK] [luigi options]      run TASK (default BuildReport) and everything it needs
     nvsc render-meshes MESH... --out DIR  render your own meshes into the SRN layout the pipeline reads
+    nvsc weights list|fetch [NAME...]|import FILE [--name NAME]
+                                         the metric networks' weights (LPIPS, FID/KID) in $NVSC_WEIGHTS_DIR
 
 `nvsc run` passes its options to Luigi unchanged, so `--workers 2`, `--scheduler-host HOST` (a central `luigid`)
 and per-task overrides such as `--TrainGenerator-steps 500` work as they do for the `luigi` command. Without a
@@ -86,7 +88,36 @@ def render_meshes(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": run, "render-meshes": render_meshes}
+def weights_command(argv: list[str]) -> int:
+    """Manage the weights of the metric networks (LPIPS, FID/KID) in the cache folder, for offline scoring."""
+    from reports import weights
+
+    parser = argparse.ArgumentParser(prog="nvsc weights", description=weights_command.__doc__)
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="Show which weights are cached and whether their checksums are verified.")
+    fetch = actions.add_parser("fetch", help="Download weights (default: all) with checksum checks.")
+    fetch.add_argument("names", nargs="*", help=f"Some of: {', '.join(weights.MANIFEST)}.")
+    take = actions.add_parser("import", help="Copy a weight file obtained by hand into the cache.")
+    take.add_argument("file", type=Path)
+    take.add_argument("--name", choices=list(weights.MANIFEST),
+                      help="Which weights the file holds, when neither its checksum nor its name says so.")
+    args = parser.parse_args(argv)
+    print(f"nvsc: weights cache {weights.weights_dir()} (set ${weights.WEIGHTS_DIR_ENV} to move it)")
+    if args.action == "fetch":
+        for path in weights.fetch(args.names or None):
+            print(f"  {path}")
+    elif args.action == "import":
+        name, path, verified = weights.import_file(args.file, args.name)
+        note = "checksum verified" if verified else "checksum NOT the published one: scores not comparable"
+        print(f"  {name}: {path} ({note})")
+    else:
+        for row in weights.list_weights():
+            state = ("verified" if row["verified"] else "unverified") if row["present"] else "missing"
+            print(f"  {row['name']:<18} {state:<10} {row['file']:<44} {row['description']}")
+    return 0
+
+
+COMMANDS = {"run": run, "render-meshes": render_meshes, "weights": weights_command}
 
 
 def main(argv: list[str] | None = None) -> int:
