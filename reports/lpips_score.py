@@ -12,6 +12,7 @@ Images are [B, 3, H, W] in [0, 1]; LPIPS is a distance: lower is better.
 from __future__ import annotations
 
 import functools
+import warnings
 from pathlib import Path
 
 import lpips
@@ -67,7 +68,10 @@ def _backbone_state(model: lpips.LPIPS, torchvision_state: dict[str, torch.Tenso
 def build_lpips(net: str = "alex", cache: Path | None = None) -> lpips.LPIPS:
     """`lpips.LPIPS` on `net` with the backbone and heads from the cache (`WeightsMissingError` when absent)."""
     backbone_path, heads_path = (resolve(name, cache) for name in weights_needed(net))
-    model = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
+    with warnings.catch_warnings():
+        # lpips builds its backbone with torchvision's deprecated `pretrained=False`; the warning is about lpips.
+        warnings.filterwarnings("ignore", category=UserWarning, module="torchvision")
+        model = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
     model.net.load_state_dict(_backbone_state(model, load_state_dict(backbone_path, f"{net} backbone weights")))
     heads = lpips_heads(net)
     heads.load_state_dict(load_state_dict(heads_path, f"LPIPS {net} heads"))
