@@ -142,14 +142,18 @@ def _record(name: str, cache: Path | None = None) -> dict | None:
     if not path.is_file():
         return None
     sidecar = _sidecar(path)
-    if sidecar.is_file():
+    # The sidecar is trusted while it is newer than the file and records its size; else the file was replaced.
+    if sidecar.is_file() and sidecar.stat().st_mtime >= path.stat().st_mtime:
         record = json.loads(sidecar.read_text())
         if record.get("size") == path.stat().st_size:
             return record
     digest = sha256_of(path)
     record = {"name": name, "sha256": digest, "size": path.stat().st_size,
               "verified": spec(name).checksum_matches(digest), "source": "placed in the cache by hand"}
-    sidecar.write_text(json.dumps(record, indent=2))
+    try:
+        sidecar.write_text(json.dumps(record, indent=2))
+    except OSError:  # a read-only shared cache: the checksum is computed again next time
+        logger.debug("cannot write %s", sidecar)
     return record
 
 
