@@ -19,7 +19,9 @@ Three ways in:
 - a file placed in the cache folder by hand under its manifest name: its checksum is computed on first use.
 
 Checksums: the lpips heads carry the full sha256 of the files the `lpips` package ships; torchvision and
-torch-fidelity publish only the first 8 hex digits of the sha256, in the file name, which is what `torch.hub.load_state_dict_from_url(check_hash=True)` verifies, and so is verified here too.
+torch-fidelity publish only the first 8 hex digits of the sha256, in the file name, which is what
+`torch.hub.load_state_dict_from_url(check_hash=True)` verifies, and so is verified here too; since 8 hex digits
+prove little, every file is also checked to load into its architecture.
 """
 
 from __future__ import annotations
@@ -320,11 +322,12 @@ def fetch(names: list[str] | None = None, cache: Path | None = None) -> list[Pat
                 except OSError as error:
                     raise InvalidInputError(f"download of {name}", f"{entry.url} failed ({error})",
                                             "run this on a machine with internet access, then copy the cache "
-                                            f"folder or the file (`nvsc weights import FILE`)") from None
+                                            "folder or the file (`nvsc weights import FILE`)") from None
             digest = sha256_of(source)
             if not entry.checksum_matches(digest):
                 raise InvalidInputError(f"download of {name}", f"sha256 {digest} is not the published "
                                                                f"{entry.sha256}", "retry; the file is corrupt")
+            check_architecture(name, source)
             paths.append(_store(source, name, digest, True, origin, cache))
     return paths
 

@@ -126,7 +126,8 @@ def test_set_scores_without_and_with_weights(scenes, tmp_path):
     scored = score_method_set(views, truths, INPUT_VIEW, method="xunet/naive",
                               config=ScoringConfig(weights_dir=cache, kid_subsets=4))
     # The sets: 3 non-input views per scene, 2 scenes.
-    as_batch = lambda scenes: torch.from_numpy(np.concatenate([s.images[1:] for s in scenes])).permute(0, 3, 1, 2)  # noqa: E731
+    def as_batch(scenes):
+        return torch.from_numpy(np.concatenate([s.images[1:] for s in scenes])).permute(0, 3, 1, 2)
     extractor = cached_inception(str(cache))
     fake, real = inception_features(as_batch(views), extractor), inception_features(as_batch(truths), extractor)
     assert len(fake) == 6

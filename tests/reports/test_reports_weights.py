@@ -128,3 +128,18 @@ def test_cli_import_then_list(cache, tmp_path, capsys):
     assert [line.split()[:2] for line in listing.splitlines() if "vgg16" in line] == [["vgg16", "missing"]]
     assert main(["weights", "import", str(tmp_path / "absent.pth")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_download_path_checks_the_checksum(cache, tmp_path, monkeypatch):
+    """`fetch` through its download branch, with the transfer served locally: the published lpips file passes,
+    a random AlexNet (whose sha256 cannot start with the published prefix) is refused and not stored."""
+    served = {"lpips-alex": weights._packaged_copy(MANIFEST["lpips-alex"]),
+              "alexnet": make_weight_file("alexnet", tmp_path / "served")}
+    by_url = {MANIFEST[name].url: path for name, path in served.items()}
+    monkeypatch.setattr(weights, "_packaged_copy", lambda entry: None)
+    monkeypatch.setattr(weights.urllib.request, "urlretrieve", lambda url, target: shutil.copy(by_url[url], target))
+    (path,) = weights.fetch(["lpips-alex"])
+    assert json.loads(path.with_name(path.name + ".json").read_text())["source"] == MANIFEST["lpips-alex"].url
+    with pytest.raises(InvalidInputError, match="is not the published 7be5be79"):
+        weights.fetch(["alexnet"])
+    assert weights.missing(["alexnet"]) == ["alexnet"]
