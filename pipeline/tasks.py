@@ -309,14 +309,16 @@ class ScoreMethodSet(NvscTask):
     ground-truth views at the same cameras, as a tidy CSV (`method, metric, value, missing`)."""
 
     method = luigi.Parameter(description="`ground_truth`, `noise` or `<generator>/<sampler>`, e.g. `xunet/stochastic`.")
-    scenes = luigi.ListParameter(description="Test scenes pooled into the sets (empty = every test scene).")
+    max_scenes = luigi.IntParameter(description="Pool only the first N test scenes (0 = all); set it as "
+                                                "BuildReport's, so the report's sets are its scenes.")
     kid_subsets = luigi.IntParameter(description="KID: random subsets averaged.")
     kid_subset_size = luigi.IntParameter(description="KID: images per subset (capped by the set sizes).")
     strict_metrics = luigi.BoolParameter(significant=False,
                                          description="Fail instead of recording scores whose weights are missing.")
 
     def scene_names(self) -> list[str]:
-        return list(self.scenes) or PrepareDataset().test_scene_names()
+        names = PrepareDataset().test_scene_names()
+        return names[: self.max_scenes] if self.max_scenes > 0 else names
 
     def requires(self):
         return {"dataset": PrepareDataset(),

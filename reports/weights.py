@@ -16,7 +16,8 @@ Three ways in:
   published ones. This is what lets tests (and people with converted or fine-tuned weights) use other weights of
   the right architecture, while a file of the wrong network, a truncated download or a pickle with code in it is
   refused.
-- a file placed in the cache folder by hand under its manifest name: its checksum is computed on first use.
+- a file placed in the cache folder by hand under its manifest name: its checksum is computed and its
+  architecture checked on first use, with the same acceptance rule as `import_file`.
 
 Checksums: the lpips heads carry the full sha256 of the files the `lpips` package ships; torchvision and
 torch-fidelity publish only the first 8 hex digits of the sha256, in the file name, which is what
@@ -151,12 +152,17 @@ def _record(name: str, cache: Path | None = None) -> dict | None:
             return record
     digest = sha256_of(path)
     record = {"name": name, "sha256": digest, "size": path.stat().st_size,
-              "verified": spec(name).checksum_matches(digest), "source": "placed in the cache by hand"}
-    try:
-        sidecar.write_text(json.dumps(record, indent=2))
-    except OSError:  # a read-only shared cache: the checksum is computed again next time
-        logger.debug("cannot write %s", sidecar)
+              "verified": spec(name).checksum_matches(digest), "architecture_checked": False,
+              "source": "placed in the cache by hand"}
+    _write_sidecar(path, record)
     return record
+
+
+def _write_sidecar(path: Path, record: dict) -> None:
+    try:
+        _sidecar(path).write_text(json.dumps(record, indent=2))
+    except OSError:  # a read-only shared cache: the record is computed again next time
+        logger.debug("cannot write the sidecar of %s", path)
 
 
 def resolve(name: str, cache: Path | None = None) -> Path:
@@ -165,10 +171,14 @@ def resolve(name: str, cache: Path | None = None) -> Path:
     record = _record(name, cache)
     if record is None:
         raise WeightsMissingError([name], cache)
+    path = cache / spec(name).filename
+    if not record.get("architecture_checked"):  # placed by hand: checked once, on first use
+        check_architecture(name, path)
+        _write_sidecar(path, {**record, "architecture_checked": True})
     if not record["verified"]:
         logger.warning("weights %s in %s have sha256 %s, not the published %s...: scores made with them are not "
-                       "comparable with published ones", name, cache, record["sha256"][:16], spec(name).sha256)
-    return cache / spec(name).filename
+                       "comparable with published ones", name, cache, record["sha256"][:16], spec(name).sha256[:16])
+    return path
 
 
 def missing(names: list[str], cache: Path | None = None) -> list[str]:
@@ -246,7 +256,8 @@ def _store(source: Path, name: str, digest: str, verified: bool, origin: str, ca
     finally:
         if os.path.exists(staging):
             os.remove(staging)
-    record = {"name": name, "sha256": digest, "size": target.stat().st_size, "verified": verified, "source": origin}
+    record = {"name": name, "sha256": digest, "size": target.stat().st_size, "verified": verified,
+              "architecture_checked": True, "source": origin}
     _sidecar(target).write_text(json.dumps(record, indent=2))
     return target
 

@@ -29,7 +29,7 @@ def test_scores_missing_then_strict_then_present(tmp_path):
     score = ("luigi", "ScoreScene", "--scene", "mug_0002", "--method", METHOD, "--local-scheduler")
     result = runner(*score)
     assert result.returncode == 0, result.stderr[-4000:]
-    score_set = ("luigi", "ScoreMethodSet", "--method", METHOD, "--scenes", '["mug_0002"]', "--local-scheduler")
+    score_set = ("luigi", "ScoreMethodSet", "--method", METHOD, "--local-scheduler")
     assert runner(*score_set).returncode == 0
 
     tidy = pd.read_csv(_only(runner, "ScoreScene") / "scores.csv", keep_default_na=False, na_values=[""])

@@ -102,7 +102,11 @@ def test_file_placed_by_hand_gets_its_checksum_recorded(cache, tmp_path):
     path = make_weight_file("lpips-alex", cache)
     assert resolve("lpips-alex") == path
     record = json.loads(path.with_name(path.name + ".json").read_text())
-    assert record == {**record, "sha256": weights.sha256_of(path), "verified": False}
+    assert record == {**record, "sha256": weights.sha256_of(path), "verified": False, "architecture_checked": True}
+    # A wrong file placed by hand is refused on first use, like an import.
+    make_weight_file("lpips-vgg", cache, filename=MANIFEST["lpips-alex"].filename)
+    with pytest.raises(InvalidInputError, match="not the lpips-alex architecture"):
+        resolve("lpips-alex")
 
 
 def test_identity_changes_when_weights_arrive(cache, tmp_path):
