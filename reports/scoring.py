@@ -50,6 +50,7 @@ class ScoringConfig:
     kid_subset_size: int = 1000
 
     def cache(self) -> Path:
+        """The weights cache folder this configuration reads."""
         return Path(self.weights_dir) if self.weights_dir is not None else weights.weights_dir()
 
 
