@@ -1,8 +1,11 @@
 """The `nvsc` command line: a thin front end to Luigi.
 
-    nvsc run [TASK] [luigi options]      run TASK (default BuildReport) and everything it needs
+    nvsc run [TASK] [luigi options] [--strict-metrics]
+                                         run TASK (default BuildReport) and everything it needs
     nvsc render-meshes MESH... --out DIR  render your own meshes into the SRN layout the pipeline reads
     nvsc report RUN_DIR... [--out DIR]   rebuild the report from the cached outputs of one or several runs
+    nvsc weights list|fetch [NAME...]|import FILE [--name NAME]
+                                         the metric networks' weights (LPIPS, FID/KID) in $NVSC_WEIGHTS_DIR
 
 `nvsc run` passes its options to Luigi unchanged, so `--workers 2`, `--scheduler-host HOST` (a central `luigid`)
 and per-task overrides such as `--TrainGenerator-steps 500` work as they do for the `luigi` command. Without a
@@ -37,11 +40,16 @@ def run(argv: list[str]) -> int:
     """Run a pipeline task through Luigi; print where its output is. Returns the process exit code."""
     parser = argparse.ArgumentParser(prog="nvsc run", add_help=False)
     parser.add_argument("--config", action="append", default=[], help="Extra luigi.cfg file (later ones win).")
+    parser.add_argument("--strict-metrics", action="store_true",
+                        help="Fail on a score whose metric weights are missing instead of reporting it as n/a.")
     known, luigi_args = parser.parse_known_args(argv)
     for path in known.config:
         if not Path(path).is_file():
             raise InvalidInputError("--config", f"{path} does not exist", "pass the path of a luigi.cfg file")
         luigi.configuration.add_config_path(path)
+    if known.strict_metrics:
+        for section in ("ScoreScene", "ScoreMethodSet"):
+            luigi.configuration.get_config().set(section, "strict_metrics", "true")
     if not luigi_args or luigi_args[0].startswith("-"):
         luigi_args = ["BuildReport", *luigi_args]
     if not any(arg.split("=")[0] in SCHEDULER_OPTIONS for arg in luigi_args):
@@ -112,7 +120,37 @@ def report(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": run, "render-meshes": render_meshes, "report": report}
+def weights_command(argv: list[str]) -> int:
+    """Manage the weights of the metric networks (LPIPS, FID/KID) in the cache folder, for offline scoring."""
+    from reports import weights
+
+    parser = argparse.ArgumentParser(prog="nvsc weights", description=weights_command.__doc__)
+    actions = parser.add_subparsers(dest="action", required=True)
+    actions.add_parser("list", help="Show which weights are cached and whether their checksums are verified.")
+    fetch = actions.add_parser("fetch", help="Download weights (default: all) with checksum checks.")
+    fetch.add_argument("names", nargs="*", help=f"Some of: {', '.join(weights.MANIFEST)}.")
+    take = actions.add_parser("import", help="Copy a weight file obtained by hand into the cache.")
+    take.add_argument("file", type=Path)
+    take.add_argument("--name", choices=list(weights.MANIFEST),
+                      help="Which weights the file holds, when neither its checksum nor its name says so.")
+    args = parser.parse_args(argv)
+    print(f"nvsc: weights cache {weights.weights_dir()} (set ${weights.WEIGHTS_DIR_ENV} to move it)")
+    if args.action == "fetch":
+        for path in weights.fetch(args.names or None):
+            print(f"  {path}")
+    elif args.action == "import":
+        name, path, verified = weights.import_file(args.file, args.name)
+        note = "checksum verified" if verified else "checksum NOT the published one: scores not comparable"
+        print(f"  {name}: {path} ({note})")
+    else:
+        for row in weights.list_weights():
+            state = ("verified" if row["verified"] else "unverified") if row["present"] else "missing"
+            print(f"  {row['name']:<18} {state:<10} {row['file']:<44} {row['description']}")
+    return 0
+
+
+COMMANDS = {"run": run, "render-meshes": render_meshes, "report": report,
+            "weights": weights_command}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
     PrepareDataset -> TrainGenerator -> GenerateViews(scene, method) -> FitNeRF(scene, method)
                    -> ScoreScene(scene, method) -> BuildReport
+                      GenerateViews(every scene, method) -> ScoreMethodSet(method) (FID, KID)
 
 Defaults of every parameter live in `luigi.cfg`. A method is `generator` or `generator/sampler`: the built-in
 controls `ground_truth` (the real views: the consistency score's upper bound) and `noise` (per-view random images:
@@ -252,13 +253,41 @@ class FitNeRF(SceneMethodTask):
 
 
 class ScoreScene(SceneMethodTask):
-    """Scores of one scene and method: 3D consistency (NeRF renders against the held-out generated views) and
-    fidelity (generated views against the ground truth), as a tidy CSV."""
+    """Scores of one scene and method: 3D consistency (NeRF renders against the held-out generated views; TSED of
+    the views) and fidelity (generated views against the ground truth), as a tidy CSV with a `missing` column.
+
+    Scores whose metric weights are not cached are recorded as missing (or, with `strict_metrics`, stop the run).
+    The output folder's name carries which weights were used, so a run after `nvsc weights fetch` computes them."""
+
+    lpips_net = luigi.Parameter(description="Backbone of LPIPS: `alex` or `vgg`.")
+    strict_metrics = luigi.BoolParameter(significant=False,
+                                         description="Fail instead of recording scores whose weights are missing.")
 
     def requires(self):
         return {"views": GenerateViews(scene=self.scene, method=self.method),
                 "renders": FitNeRF(scene=self.scene, method=self.method),
                 "dataset": PrepareDataset()}
+
+    def scoring_config(self):
+        from reports.scoring import ScoringConfig
+
+        return ScoringConfig(lpips_net=self.lpips_net, strict=self.strict_metrics)
+
+    def metric_weights(self) -> list[str]:
+        from reports.scoring import scene_weights
+
+        return scene_weights(self.scoring_config())
+
+    def label(self) -> str:
+        return f"{super().label()}-{weights_label(self.metric_weights())}"
+
+    def complete(self) -> bool:
+        return super().complete() and not (self.strict_metrics and missing_weights(self.metric_weights()))
+
+    def check_inputs(self) -> None:
+        self.metric_weights()  # an unknown lpips_net fails here
+        if self.strict_metrics:
+            require_weights(self.metric_weights())
 
     def produce(self, folder: Path) -> None:
         from reports.scoring import score_scene
@@ -269,9 +298,85 @@ class ScoreScene(SceneMethodTask):
         renders = read_transforms(upstream["renders"].output().folder)
         truth = load_instance(upstream["dataset"], "test", self.scene)
         input_view = upstream["views"].input_view
-        tidy, per_view = score_scene(views, renders, truth, input_view, method=self.method, scene=self.scene)
+        tidy, per_view = score_scene(views, renders, truth, input_view, method=self.method, scene=self.scene,
+                                     config=self.scoring_config())
         tidy.to_csv(folder / "scores.csv", index=False)
         per_view.to_csv(folder / "per_view.csv", index=False)
+
+
+class ScoreMethodSet(NvscTask):
+    """Set-level fidelity of one method: FID and KID of its generated views over all test scenes against the
+    ground-truth views at the same cameras, as a tidy CSV (`method, metric, value, missing`)."""
+
+    method = luigi.Parameter(description="`ground_truth`, `noise` or `<generator>/<sampler>`, e.g. `xunet/stochastic`.")
+    max_scenes = luigi.IntParameter(description="Pool only the first N test scenes (0 = all); BuildReport "
+                                                "passes its own.")
+    kid_subsets = luigi.IntParameter(description="KID: random subsets averaged.")
+    kid_subset_size = luigi.IntParameter(description="KID: images per subset (capped by the set sizes).")
+    strict_metrics = luigi.BoolParameter(significant=False,
+                                         description="Fail instead of recording scores whose weights are missing.")
+
+    def scene_names(self) -> list[str]:
+        names = PrepareDataset().test_scene_names()
+        return names[: self.max_scenes] if self.max_scenes > 0 else names
+
+    def requires(self):
+        return {"dataset": PrepareDataset(),
+                "views": [GenerateViews(scene=scene, method=self.method) for scene in self.scene_names()]}
+
+    def scoring_config(self):
+        from reports.scoring import ScoringConfig
+
+        return ScoringConfig(strict=self.strict_metrics, kid_subsets=self.kid_subsets,
+                             kid_subset_size=self.kid_subset_size)
+
+    def metric_weights(self) -> list[str]:
+        from reports.scoring import set_weights
+
+        return set_weights()
+
+    def label(self) -> str:
+        return f"{self.method.replace('/', '-')}-{weights_label(self.metric_weights())}"
+
+    def complete(self) -> bool:
+        return super().complete() and not (self.strict_metrics and missing_weights(self.metric_weights()))
+
+    def check_inputs(self) -> None:
+        if self.strict_metrics:
+            require_weights(self.metric_weights())
+
+    def produce(self, folder: Path) -> None:
+        from reports.scoring import score_method_set
+        from scenes.transforms_json import read_transforms
+
+        upstream = self.requires()
+        views = [read_transforms(task.output().folder) for task in upstream["views"]]
+        truths = [load_instance(upstream["dataset"], "test", scene) for scene in self.scene_names()]
+        input_view = upstream["views"][0].input_view if upstream["views"] else 0
+        table = score_method_set(views, truths, input_view, method=self.method, config=self.scoring_config())
+        table.to_csv(folder / "set_scores.csv", index=False)
+
+
+def weights_label(names: list[str]) -> str:
+    """`w<hash>` of which metric weights are cached (and their checksums): part of a scoring task's folder name."""
+    from reports.weights import identity
+
+    return f"w{identity(names)}"
+
+
+def missing_weights(names: list[str]) -> list[str]:
+    from reports.weights import missing
+
+    return missing(names)
+
+
+def require_weights(names: list[str]) -> None:
+    """Raise `WeightsMissingError` (an InvalidInputError, naming `nvsc weights fetch ...`) unless all are cached."""
+    from reports.weights import WeightsMissingError, weights_dir
+
+    absent = missing_weights(names)
+    if absent:
+        raise WeightsMissingError(absent, weights_dir())
 
 
 # ---------------------------------------------------------------------------------------------------- report
@@ -282,9 +387,8 @@ class BuildReport(NvscTask):
 
     methods = luigi.ListParameter(description="Rows of the report, in order.")
     max_scenes = luigi.IntParameter(description="Use only the first N test scenes (0 = all).")
-    set_level_tasks = luigi.ListParameter(description="Task families that score a whole method over all scenes "
-                                                      "(e.g. FID/KID); each takes `method` and writes a CSV with "
-                                                      "columns method, metric, value, missing.")
+    set_scores = luigi.BoolParameter(description="Also score each method over all its scenes (FID, KID).",
+                                     parsing=luigi.BoolParameter.EXPLICIT_PARSING)
     bootstrap_resamples = luigi.IntParameter(description="Bootstrap resamples of the scenes for 95% intervals.")
     bootstrap_seed = luigi.IntParameter(description="Seed of the bootstrap resampling.")
     animations = luigi.BoolParameter(description="Write a turntable GIF (and MP4 when an encoder is installed) "
@@ -297,13 +401,10 @@ class BuildReport(NvscTask):
     def requires(self):
         upstream = {(scene, method): ScoreScene(scene=scene, method=method)
                     for scene in self.scene_names() for method in self.methods}
-        for family in self.set_level_tasks:
-            try:
-                task_class = luigi.task_register.Register.get_task_cls(family)
-            except luigi.task_register.TaskClassException:
-                raise InvalidInputError("BuildReport.set_level_tasks", f"names the unknown task {family!r}",
-                                        "name a task class of pipeline.tasks that takes `method`") from None
-            upstream.update({(family, method): task_class(method=method) for method in self.methods})
+        if self.set_scores:
+            # The pooled sets are exactly the report's scenes.
+            upstream.update({("set", method): ScoreMethodSet(method=method, max_scenes=self.max_scenes)
+                             for method in self.methods})
         return upstream
 
     def label(self) -> str:

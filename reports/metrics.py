@@ -1,4 +1,5 @@
-"""Per-view image scores (PSNR, SSIM) through torchmetrics, and the per-scene means the pipeline records.
+"""Per-view image scores (PSNR, SSIM) through torchmetrics, the direction of every score nvsc reports, and the
+per-scene means the pipeline records.
 
 Images arrive as numpy arrays [N, H, W, 3] float in [0, 1] (the layout of `scenes.MultiViewScene.images`).
 PSNR is computed in float64. SSIM is computed in float32: its grouped convolution has no fast float64 path on
@@ -7,7 +8,7 @@ CPU (16x slower at 100 views of 64 x 64), and float32 agrees with skimage's floa
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from typing import Callable, Mapping, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -56,14 +57,24 @@ class MetricSpec(NamedTuple):
     higher_is_better: bool
 
 
-#: Every score nvsc reports, by name; the direction is the one torchmetrics declares on its Metric class.
+#: The per-view scores that need no network weights, by name; the direction is the one torchmetrics declares on
+#: its Metric class.
 METRICS: dict[str, MetricSpec] = {
     "psnr": MetricSpec(psnr, bool(PeakSignalNoiseRatio.higher_is_better)),
     "ssim": MetricSpec(ssim, bool(StructuralSimilarityIndexMeasure.higher_is_better)),
 }
 
-#: Direction of each score in METRICS, for tables that mark the best cell.
-HIGHER_IS_BETTER: dict[str, bool] = {name: spec.higher_is_better for name, spec in METRICS.items()}
+#: Direction of every score nvsc reports, for tables that mark the best cell. The scores beyond METRICS repeat
+#: the `higher_is_better` of their Metric classes (`LearnedPerceptualSimilarity`, `FrechetInceptionDistance`,
+#: `KernelInceptionDistance`, `ThresholdedSymmetricEpipolarDistance`; a test checks they agree), so reading a
+#: table does not import lpips, torch-fidelity and OpenCV.
+HIGHER_IS_BETTER: dict[str, bool] = {
+    **{name: spec.higher_is_better for name, spec in METRICS.items()},
+    "lpips": False,
+    "fid": False,
+    "kid": False,
+    "tsed": True,
+}
 
 
 def _as_batch(images, what: str) -> torch.Tensor:
@@ -77,10 +88,13 @@ def _as_batch(images, what: str) -> torch.Tensor:
     return torch.from_numpy(array.astype(np.float64)).permute(0, 3, 1, 2)
 
 
-def per_view_scores(predictions, targets, names: list[str] | None = None) -> pd.DataFrame:
+def per_view_scores(predictions, targets, names: list[str] | None = None,
+                    extra: Mapping[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] | None = None
+                    ) -> pd.DataFrame:
     """Score each view of predictions [N, H, W, 3] against the view of targets [N, H, W, 3] at the same index.
 
-    Returns one row per view with columns `view` (from `names`, or the index as "000000"), `psnr`, `ssim`.
+    Returns one row per view with columns `view` (from `names`, or the index as "000000"), `psnr`, `ssim`, then
+    one column per entry of `extra` (name -> functional as in `MetricSpec`, e.g. LPIPS bound to its network).
     """
     predictions_shape, targets_shape = list(np.shape(predictions)), list(np.shape(targets))
     if predictions_shape != targets_shape:
@@ -101,8 +115,9 @@ def per_view_scores(predictions, targets, names: list[str] | None = None) -> pd.
     elif len(names) != n:
         raise InvalidInputError("names", f"{len(names)} names for {n} views", "give one name per view")
     table = pd.DataFrame({"view": list(names)})
-    for name, spec in METRICS.items():
-        table[name] = spec.functional(predictions_batch, targets_batch).double().numpy()
+    functionals = {name: spec.functional for name, spec in METRICS.items()} | dict(extra or {})
+    for name, functional in functionals.items():
+        table[name] = functional(predictions_batch, targets_batch).double().numpy()
     return table
 
 

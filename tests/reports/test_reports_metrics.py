@@ -84,3 +84,21 @@ def test_bad_shapes_are_rejected(shape):
 def test_names_must_match_views():
     with pytest.raises(InvalidInputError, match="names"):
         per_view_scores(np.zeros((2, 16, 16, 3)), np.zeros((2, 16, 16, 3)), names=["only one"])
+
+
+def test_directions_agree_with_the_metric_classes():
+    from reports.fid import FrechetInceptionDistance, KernelInceptionDistance
+    from reports.lpips_score import LearnedPerceptualSimilarity
+    from reports.tsed import ThresholdedSymmetricEpipolarDistance
+
+    classes = {"lpips": LearnedPerceptualSimilarity, "fid": FrechetInceptionDistance,
+               "kid": KernelInceptionDistance, "tsed": ThresholdedSymmetricEpipolarDistance}
+    assert {name: HIGHER_IS_BETTER[name] for name in classes} == {n: c.higher_is_better for n, c in classes.items()}
+
+
+def test_extra_scores_get_their_own_column(image_pairs):
+    predictions, targets = image_pairs
+    mse = lambda p, t: (p - t).square().mean(dim=(1, 2, 3))  # noqa: E731
+    scores = per_view_scores(predictions, targets, extra={"mse": mse})
+    assert list(scores.columns) == ["view", "psnr", "ssim", "mse"]
+    np.testing.assert_allclose(scores["psnr"], -10 * np.log10(scores["mse"]), rtol=1e-6)
