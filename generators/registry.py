@@ -125,8 +125,8 @@ def configured_generators(sections: Mapping[str, Mapping[str, str]], known: Mapp
         if not section.startswith(CONFIG_PREFIX):
             continue
         name, where = section[len(CONFIG_PREFIX):], f"luigi.cfg [{section}]"
-        if not name or any(c in name for c in FORBIDDEN_CHARACTERS) or known.get(name, None) is not None and \
-                known[name].origin == "built-in":
+        builtin = name in known and known[name].origin == "built-in"
+        if not name or builtin or any(c in name for c in FORBIDDEN_CHARACTERS):
             raise InvalidInputError(where, f"'{name}' is a built-in generator or holds one of {FORBIDDEN_CHARACTERS!r}",
                                     "give the section another name")
         unknown = sorted(set(values) - {"factory", "options", "folder"})

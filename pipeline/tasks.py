@@ -186,7 +186,8 @@ class SceneMethodTask(NvscTask):
     """A task about one test scene and one method (`generator` or `generator/sampler`)."""
 
     scene = luigi.Parameter(description="Name of a test instance of the dataset.")
-    method = luigi.Parameter(description="`ground_truth`, `noise` or `<generator>/<sampler>`, e.g. `xunet/stochastic`.")
+    method = luigi.Parameter(description="`<generator>[/<sampler>][@<w>]`: a control, `xunet/stochastic`, a plug-in "
+                                         "(see generators.registry).")
 
     def label(self) -> str:
         return f"{self.method.replace('/', '-')}-{self.scene}"

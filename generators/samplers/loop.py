@@ -66,7 +66,8 @@ def check_sampler_inputs(denoiser: Denoiser, input_image: torch.Tensor, input_c2
         raise InvalidInputError("cameras", f"input_c2w {list(input_c2w.shape)}, target_c2w {list(target_c2w.shape)} "
                                 f"for {scenes} scene(s)", "pass input_c2w [S, 4, 4] and target_c2w [S, N, 4, 4]")
     if tuple(intrinsics.shape) != (scenes, 4):
-        raise InvalidInputError("intrinsics", f"shape {list(intrinsics.shape)}", "pass (fx, fy, cx, cy) per scene, [S, 4]")
+        raise InvalidInputError("intrinsics", f"shape {list(intrinsics.shape)}",
+                                "pass (fx, fy, cx, cy) per scene, [S, 4]")
     if steps < 1:
         raise InvalidInputError("steps", f"is {steps}", "use at least one denoising step")
     if not math.isfinite(guidance_weight) or (guidance_weight != 0 and not denoiser.supports_guidance):

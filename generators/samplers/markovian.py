@@ -24,4 +24,5 @@ def sample_markovian(denoiser: Denoiser, input_image: torch.Tensor, input_c2w: t
     [S, 3, H, W] taken from input_c2w [S, 4, 4], each conditioned on one of the last `window` views; intrinsics
     [S, 4]. Tensors live on the denoiser's device; random draws come from `generator` only."""
     return sample_in_sequence(denoiser, input_image, input_c2w, target_c2w, intrinsics, schedule, steps,
-                              guidance_weight, generator, step_rule, window=window, desc=f"markovian sampling (k={window})")
+                              guidance_weight, generator, step_rule, window=window,
+                              desc=f"markovian sampling (k={window})")

@@ -74,14 +74,14 @@ def test_consistency_ranks_ground_truth_above_perturbed_above_noise():
     from tests.nerf.test_nerf_consistency import TEST_CONFIG
     from tests.nerf.test_nerf_toyscene import make_toy_scene, psnr
 
-    # Small on purpose (about 12 s on two busy cores); measured: truth 18.0, perturbed 14.7, shuffled 10.0, noise 10.0.
-    config = replace(TEST_CONFIG, steps=150)
-    scene = make_toy_scene(size=24, num_views=12, radius=2.6)
+    # Small on purpose (about 9 s on two busy cores); measured: truth 17.4, perturbed 14.3, shuffled 11.3, noise 10.4.
+    config = replace(TEST_CONFIG, steps=60)
+    scene = make_toy_scene(size=16, num_views=12, radius=2.6)
     scores = {}
     for name in ("ground_truth", "perturbed", "shuffled_cameras", "noise"):
         views = MultiViewScene(CONTROLS[name](scene, 0), scene.cameras, scene.names)
         renders, heldout = fit_and_render_heldout(views, 4, config)
         scores[name] = psnr(renders, heldout.images)
-    assert scores["ground_truth"] > scores["perturbed"] + 2.0, scores
-    assert scores["perturbed"] > scores["noise"] + 2.0, scores
-    assert scores["ground_truth"] > scores["shuffled_cameras"] + 2.0, scores
+    assert scores["ground_truth"] > scores["perturbed"] + 1.5, scores
+    assert scores["perturbed"] > scores["noise"] + 1.5, scores
+    assert scores["ground_truth"] > scores["shuffled_cameras"] + 1.5, scores

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from generators.samplers import SAMPLERS, STEP_RULES, get_sampler
+from generators.samplers import STEP_RULES, get_sampler
 from generators.samplers.ancestral import ancestral_step
 from generators.samplers.ddim import ddim_step
 from generators.samplers.guidance import guided_eps
