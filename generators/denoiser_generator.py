@@ -38,7 +38,10 @@ class SamplingConfig:
     """k of the `markovian` sampler: condition on one of the last k views (1 = the previous view)."""
 
     def __post_init__(self):
-        get_sampler(self.sampler, self.markovian_window)  # unknown names and a bad window fail here
+        get_sampler(self.sampler)  # an unknown name fails here
+        if self.markovian_window < 1:
+            raise InvalidInputError("markovian_window", f"is {self.markovian_window}",
+                                    "condition on at least the last view (markovian_window >= 1)")
         if self.step_rule not in STEP_RULES:
             raise InvalidInputError("step_rule", f"unknown step rule '{self.step_rule}'",
                                     f"use one of: {', '.join(STEP_RULES)}")

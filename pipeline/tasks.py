@@ -15,6 +15,7 @@ Run: `luigi --module pipeline.tasks BuildReport --local-scheduler` or `nvsc run`
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -213,16 +214,17 @@ def known_generators() -> dict:
     return _find_generators(json.dumps(generator_sections(), sort_keys=True))
 
 
-def folder_fingerprint(root: Path) -> list:
-    """(path, size, mtime) of every file under `root`: rewriting a view gives the folder generator new outputs."""
-    if not root.is_dir():
-        return []
-    return sorted([str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
-                  for p in root.rglob("*") if p.is_file())
+@functools.lru_cache(maxsize=32)
+def folder_fingerprint(root: Path) -> str:
+    """Digest of (path, size, mtime) of every file under `root`: rewriting a view gives the folder generator new
+    outputs. Taken once per process, so one run sees one state of the folder."""
+    files = sorted([str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
+                   for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()
 
 
 class GeneratorSource(NvscTask):
-    """A plug-in or folder generator's definition (factory, options, origin; a folder's file list), recorded so
+    """A plug-in or folder generator's definition (factory, options, origin; a digest of a folder's files), recorded so
     that changing it gives its views and everything computed from them new output folders."""
 
     generator = luigi.Parameter(description="Name of the generator.")
@@ -263,21 +265,27 @@ class GenerateViews(SceneMethodTask):
 
         return parse_method(self.method, known_generators())
 
+    def sampling_config(self):
+        from generators.denoiser_generator import SamplingConfig
+
+        return SamplingConfig(steps=self.sampling_steps, guidance_weight=self.guidance_weight,
+                              step_rule=self.step_rule, markovian_window=self.markovian_window)
+
     def requires(self):
         entry = self.parsed_method().generator
+        self.sampling_config()  # a bad step rule or window fails where the DAG is built, before any task runs
         upstream = {"dataset": PrepareDataset()}
         if entry.kind == "trained":
             upstream["generator"] = TrainGenerator()
         elif entry.kind in ("factory", "folder"):
             definition = entry.definition()
             if entry.kind == "folder":
-                definition["files"] = folder_fingerprint(Path(entry.folder))
+                definition["files_sha256"] = folder_fingerprint(Path(entry.folder))
             upstream["generator"] = GeneratorSource(generator=entry.name,
                                                     definition=json.dumps(definition, sort_keys=True))
         return upstream
 
     def check_inputs(self) -> None:
-        from generators.denoiser_generator import SamplingConfig
         from generators.generate import prepare_generator
         from generators.training import resolve_device
 
@@ -286,9 +294,7 @@ class GenerateViews(SceneMethodTask):
         self._truth = load_instance(upstream["dataset"], "test", self.scene)
         checkpoint = upstream["generator"].output().folder / "checkpoint" if method.generator.kind == "trained" \
             else None
-        sampling = SamplingConfig(steps=self.sampling_steps, guidance_weight=self.guidance_weight,
-                                  step_rule=self.step_rule, markovian_window=self.markovian_window)
-        self._generator = prepare_generator(method, self._truth, self.input_view, self.scene, sampling,
+        self._generator = prepare_generator(method, self._truth, self.input_view, self.scene, self.sampling_config(),
                                             checkpoint=checkpoint, device=str(resolve_device(self.device)))
 
     def produce(self, folder: Path) -> None:

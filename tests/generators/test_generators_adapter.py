@@ -93,3 +93,12 @@ def test_noise_views_are_uniform_independent_and_seeded():
     np.testing.assert_array_equal(views, noise_views(targets, seed=3))
     assert not np.array_equal(views, noise_views(targets, seed=4))
     assert abs(np.corrcoef(views[0].ravel(), views[1].ravel())[0, 1]) < 0.1
+
+
+def test_sampling_config_refuses_bad_values_whatever_the_sampler():
+    from generators.denoiser_generator import SamplingConfig
+
+    for values, message in (({"markovian_window": 0}, "markovian_window"), ({"step_rule": "euler"}, "step rule"),
+                            ({"steps": 0}, "steps"), ({"sampler": "ddpm"}, "unknown sampler")):
+        with pytest.raises(InvalidInputError, match=message):
+            SamplingConfig(**values)

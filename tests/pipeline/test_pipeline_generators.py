@@ -108,3 +108,12 @@ def test_a_mismatched_folder_fails_before_generate_views_writes_anything(prepare
     leftovers = [p for p in (runner.workdir / "runs" / "GenerateViews").glob(f".{name}*")] \
         if (runner.workdir / "runs" / "GenerateViews").is_dir() else []
     assert not leftovers
+
+
+def test_bad_sampling_options_are_refused_before_any_task_runs(tmp_path):
+    runner = workdir(tmp_path / "work")
+    for option, value, message in (("--GenerateViews-step-rule", "euler", "unknown step rule 'euler'"),
+                                   ("--GenerateViews-markovian-window", "0", "markovian_window: is 0")):
+        result = runner("nvsc", "run", "--BuildReport-methods", '["ground_truth", "xunet/markovian"]', option, value)
+        assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
+    assert not (runner.workdir / "runs").exists()
