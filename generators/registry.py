@@ -125,10 +125,11 @@ def configured_generators(sections: Mapping[str, Mapping[str, str]], known: Mapp
         if not section.startswith(CONFIG_PREFIX):
             continue
         name, where = section[len(CONFIG_PREFIX):], f"luigi.cfg [{section}]"
-        builtin = name in known and known[name].origin == "built-in"
-        if not name or builtin or any(c in name for c in FORBIDDEN_CHARACTERS):
-            raise InvalidInputError(where, f"'{name}' is a built-in generator or holds one of {FORBIDDEN_CHARACTERS!r}",
-                                    "give the section another name")
+        if name in known and known[name].origin == "built-in":
+            raise InvalidInputError(where, f"'{name}' is a built-in generator", "give the section another name")
+        if not name or any(c in name for c in FORBIDDEN_CHARACTERS):
+            raise InvalidInputError(where, f"the name '{name}' is empty or holds one of {FORBIDDEN_CHARACTERS!r}",
+                                    "name the section [generator.<letters, digits, _ or ->]")
         unknown = sorted(set(values) - {"factory", "options", "folder"})
         if unknown:
             raise InvalidInputError(where, f"unknown options {unknown}", "use factory (+ options) or folder")
