@@ -21,8 +21,7 @@ def ancestral_step(z_s: torch.Tensor, x0_hat: torch.Tensor, logsnr_s: float, log
                    generator: torch.Generator) -> torch.Tensor:
     """A sample z_t [B, 3, H, W] of q(z_t | z_s, x0_hat), from logsnr_s to the cleaner logsnr_t (module docstring).
 
-    The noise is drawn on the CPU from `generator` and moved to z_s's device, so a seed gives the same draws on
-    every device."""
+    The noise is drawn from `generator` on its device (see `loop.device_generator`)."""
     if not logsnr_t > logsnr_s:
         raise ValueError(f"a denoising step must go towards less noise, got logsnr {logsnr_s} -> {logsnr_t}")
     delta = torch.tensor(logsnr_s - logsnr_t, dtype=torch.float64)
@@ -30,5 +29,5 @@ def ancestral_step(z_s: torch.Tensor, x0_hat: torch.Tensor, logsnr_s: float, log
     alpha_s, _ = CosineLogSNRSchedule.alpha_sigma(torch.tensor(logsnr_s, dtype=torch.float64))
     alpha_t, sigma_t = CosineLogSNRSchedule.alpha_sigma(torch.tensor(logsnr_t, dtype=torch.float64))
     mean = float(r * alpha_t / alpha_s) * z_s + float(one_minus_r * alpha_t) * x0_hat
-    noise = torch.randn(z_s.shape, generator=generator).to(z_s)
+    noise = torch.randn(z_s.shape, generator=generator, device=generator.device).to(z_s)
     return mean + float(torch.sqrt(one_minus_r) * sigma_t) * noise

@@ -99,7 +99,16 @@ def denoise(denoiser: Denoiser, z: torch.Tensor, target_c2w: torch.Tensor, intri
     raise ValueError("denoise needs at least two logSNR levels")
 
 
+def device_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
+    """The generator for random draws on `device`: `generator` itself on the CPU; elsewhere a generator on the device,
+    seeded from `generator`, so that noise and conditioning choices are drawn where they are used (no host copy and
+    no synchronisation inside the denoising loop) and a seed still fixes every draw."""
+    if torch.device(device).type == "cpu":
+        return generator
+    seed = int(torch.randint(2**62, (1,), generator=generator))
+    return torch.Generator(device=device).manual_seed(seed)
+
+
 def initial_noise(shape: tuple[int, ...], like: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """Pure noise of `shape`, drawn on the CPU from `generator` (the same draws on every device), in like's
-    dtype and device."""
-    return torch.randn(shape, generator=generator).to(like)
+    """Pure noise of `shape`, drawn on the generator's device, in like's dtype and device."""
+    return torch.randn(shape, generator=generator, device=generator.device).to(like)

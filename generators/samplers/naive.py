@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from generators.denoiser import Denoiser
-from generators.samplers.loop import check_sampler_inputs, denoise, initial_noise, logsnr_levels
+from generators.samplers.loop import check_sampler_inputs, denoise, device_generator, initial_noise, logsnr_levels
 from generators.schedule import CosineLogSNRSchedule
 
 
@@ -25,6 +25,7 @@ def sample_naive(denoiser: Denoiser, input_image: torch.Tensor, input_c2w: torch
     step = check_sampler_inputs(denoiser, input_image, input_c2w, target_c2w, intrinsics, steps, guidance_weight,
                                 step_rule)
     device = input_image.device
+    generator = device_generator(generator, device)
     scenes, count = target_c2w.shape[:2]
 
     # Scene-major [S * N, ...], the order of target_c2w.reshape(S * N, 4, 4).

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from generators.denoiser import Denoiser
-from generators.samplers.loop import check_sampler_inputs, denoise, initial_noise, logsnr_levels
+from generators.samplers.loop import check_sampler_inputs, denoise, device_generator, initial_noise, logsnr_levels
 from generators.schedule import CosineLogSNRSchedule
 from scenes.errors import InvalidInputError
 
@@ -33,6 +33,7 @@ def sample_in_sequence(denoiser: Denoiser, input_image: torch.Tensor, input_c2w:
     if window is not None and window < 1:
         raise InvalidInputError("window", f"is {window}", "condition on at least the last view (window >= 1)")
     device = input_image.device
+    generator = device_generator(generator, device)
     scenes, count = target_c2w.shape[:2]
     target_c2w = target_c2w.to(device=device, dtype=torch.float32)
     intrinsics = intrinsics.to(device=device, dtype=torch.float32)
@@ -47,8 +48,7 @@ def sample_in_sequence(denoiser: Denoiser, input_image: torch.Tensor, input_c2w:
             low = 0 if window is None else max(0, k + 1 - window)
 
             def choose_condition(i: int) -> tuple[torch.Tensor, torch.Tensor]:
-                # Drawn on the CPU generator, so a seed picks the same views on every device.
-                index = (low + torch.randint(k + 1 - low, (scenes,), generator=generator)).to(device)
+                index = low + torch.randint(k + 1 - low, (scenes,), generator=generator, device=device)
                 return pool_images[rows, index], pool_c2w[rows, index]
 
             z = initial_noise((scenes, *input_image.shape[1:]), input_image, generator)
