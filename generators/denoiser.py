@@ -5,7 +5,11 @@ as k-diffusion's `external.py` wraps foreign denoisers). Samplers in `generators
 this contract and never look inside the network.
 
 `ViewGenerator`: anything that turns input views and target cameras into images, for black-box models that expose
-no denoiser (and for the X-UNet through `generators.xunet_generator`).
+no denoiser (and for any denoiser through `generators.denoiser_generator`, the X-UNet included).
+
+A plug-in (see `generators.registry`) returns either. A plug-in `Denoiser` may also carry `device` (where its inputs
+must live; an `nn.Module` is asked for its parameters' device instead) and `schedule` (a `CosineLogSNRSchedule`
+whose logSNR range it was trained on; default [-20, 20]).
 """
 
 from __future__ import annotations

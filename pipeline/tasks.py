@@ -4,15 +4,19 @@
                    -> ScoreScene(scene, method) -> BuildReport
                       GenerateViews(every scene, method) -> ScoreMethodSet(method) (FID, KID)
 
-Defaults of every parameter live in `luigi.cfg`. A method is `generator` or `generator/sampler`: the built-in
-controls `ground_truth` (the real views: the consistency score's upper bound) and `noise` (per-view random images:
-its lower bound), or a trained generator with a sampler, such as `xunet/stochastic`.
+Defaults of every parameter live in `luigi.cfg`. A method is `generator[/sampler][@w]`: a built-in control
+(`ground_truth`, the real views: the consistency score's upper bound; `noise`, per-view random images: its lower
+bound; `perturbed` and `shuffled_cameras` in between), the trained X-UNet with a sampler (`xunet/stochastic`,
+`xunet/naive@1`), or a generator from a plug-in or a luigi.cfg `[generator.<name>]` section (see
+`generators.registry`); those depend on a GeneratorSource task instead of TrainGenerator.
 
 Run: `luigi --module pipeline.tasks BuildReport --local-scheduler` or `nvsc run`.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
 import logging
 import os
@@ -184,42 +188,121 @@ class SceneMethodTask(NvscTask):
     """A task about one test scene and one method (`generator` or `generator/sampler`)."""
 
     scene = luigi.Parameter(description="Name of a test instance of the dataset.")
-    method = luigi.Parameter(description="`ground_truth`, `noise` or `<generator>/<sampler>`, e.g. `xunet/stochastic`.")
+    method = luigi.Parameter(description="`<generator>[/<sampler>][@<w>]`: a control, `xunet/stochastic`, a plug-in "
+                                         "(see generators.registry).")
 
     def label(self) -> str:
         return f"{self.method.replace('/', '-')}-{self.scene}"
 
 
+def generator_sections() -> dict[str, dict[str, str]]:
+    """luigi.cfg's `[generator.<name>]` sections (see `generators.registry`), as {section: {option: value}}."""
+    config = luigi.configuration.get_config()
+    return {section: {key: config.get(section, key) for key in config.options(section)}
+            for section in config.sections() if section.startswith("generator.")}
+
+
+@functools.lru_cache(maxsize=8)
+def _find_generators(sections: str) -> dict:
+    from generators.registry import find_generators
+
+    return find_generators(json.loads(sections))
+
+
+def known_generators() -> dict:
+    """Every generator by name: built-ins, `nvsc.generators` entry points and luigi.cfg sections."""
+    # requires() runs many times per task (for hashes and scheduling): look the entry points up once per config.
+    return _find_generators(json.dumps(generator_sections(), sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def folder_fingerprint(root: Path) -> str:
+    """Digest of (path, size, mtime) of every file under `root`: rewriting a view gives the folder generator new
+    outputs. Taken once per process, so one run sees one state of the folder."""
+    files = sorted([str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
+                   for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+
+
+class GeneratorSource(NvscTask):
+    """A plug-in or folder generator's definition (factory, options, origin; a digest of a folder's files), recorded so
+    that changing it gives its views and everything computed from them new output folders."""
+
+    generator = luigi.Parameter(description="Name of the generator.")
+    definition = luigi.Parameter(description="JSON of the generator's definition (generators.registry).")
+
+    def label(self) -> str:
+        return self.generator
+
+    def check_inputs(self) -> None:
+        folder = json.loads(self.definition).get("folder")
+        if folder and not Path(folder).is_dir():
+            raise InvalidInputError(folder, f"folder of generated views of generator '{self.generator}' does not "
+                                    "exist", f"fix `folder` in luigi.cfg [generator.{self.generator}]")
+
+    def produce(self, folder: Path) -> None:
+        (folder / "generator.json").write_text(json.dumps(json.loads(self.definition), indent=2) + "\n")
+
+
 class GenerateViews(SceneMethodTask):
     """Views of one test scene at its test cameras, from the input view, in `transforms.json` layout.
 
-    The input view is kept as given; every other camera gets a generated view."""
+    The input view is kept as given; every other camera gets a view from the method: a control, the trained
+    X-UNet (needs TrainGenerator), a plug-in generator or a folder of views (needs GeneratorSource). A method
+    `...@<w>` sets its own guidance weight; `guidance_weight` is the default of the others."""
 
     input_view = luigi.IntParameter(description="Index of the test view given to the generator.")
     sampling_steps = luigi.IntParameter(description="Denoising steps per view.")
-    guidance_weight = luigi.FloatParameter(description="Classifier-free guidance weight w (0 = off).")
-    seed = luigi.IntParameter(description="Seed of the sampler's noise and random choices.")
+    guidance_weight = luigi.FloatParameter(description="Classifier-free guidance weight w (0 = off) of methods "
+                                                       "without `@<w>`.")
+    step_rule = luigi.Parameter(description="`ancestral` (3DiM) or `ddim` (deterministic) denoising steps.")
+    markovian_window = luigi.IntParameter(description="k of the `markovian` sampler: condition on one of the "
+                                                      "last k views.")
+    seed = luigi.IntParameter(description="Seed of the sampler's noise and random choices, and of the controls.")
     device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
 
-    def requires(self):
+    def parsed_method(self):
         from generators.registry import parse_method
 
-        generator, _ = parse_method(self.method)
+        return parse_method(self.method, known_generators())
+
+    def sampling_config(self):
+        from generators.denoiser_generator import SamplingConfig
+
+        return SamplingConfig(steps=self.sampling_steps, guidance_weight=self.guidance_weight,
+                              step_rule=self.step_rule, markovian_window=self.markovian_window)
+
+    def requires(self):
+        entry = self.parsed_method().generator
+        self.sampling_config()  # a bad step rule or window fails where the DAG is built, before any task runs
         upstream = {"dataset": PrepareDataset()}
-        if generator == "xunet":
+        if entry.kind == "trained":
             upstream["generator"] = TrainGenerator()
+        elif entry.kind in ("factory", "folder"):
+            definition = entry.definition()
+            if entry.kind == "folder":
+                definition["files_sha256"] = folder_fingerprint(Path(entry.folder))
+            upstream["generator"] = GeneratorSource(generator=entry.name,
+                                                    definition=json.dumps(definition, sort_keys=True))
         return upstream
 
-    def produce(self, folder: Path) -> None:
-        from generators.registry import generate_views
-        from scenes.transforms_json import write_transforms
+    def check_inputs(self) -> None:
+        from generators.generate import prepare_generator
+        from generators.training import resolve_device
 
         upstream = self.requires()
-        truth = load_instance(upstream["dataset"], "test", self.scene)
-        checkpoint = upstream["generator"].output().folder / "checkpoint" if "generator" in upstream else None
-        views = generate_views(self.method, truth, self.input_view, checkpoint=checkpoint,
-                               steps=self.sampling_steps, guidance_weight=self.guidance_weight, seed=self.seed,
-                               device=self.device)
+        method = self.parsed_method()
+        self._truth = load_instance(upstream["dataset"], "test", self.scene)
+        checkpoint = upstream["generator"].output().folder / "checkpoint" if method.generator.kind == "trained" \
+            else None
+        self._generator = prepare_generator(method, self._truth, self.input_view, self.scene, self.sampling_config(),
+                                            checkpoint=checkpoint, device=str(resolve_device(self.device)))
+
+    def produce(self, folder: Path) -> None:
+        from generators.generate import generate_views
+        from scenes.transforms_json import write_transforms
+
+        views = generate_views(self.parsed_method(), self._truth, self.input_view, self._generator, seed=self.seed)
         write_transforms(views, folder)
 
 

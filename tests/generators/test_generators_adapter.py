@@ -8,15 +8,11 @@ from generators.checkpoint import save_checkpoint
 from generators.controls import noise_views
 from generators.denoiser import ViewGenerator
 from tests.generators.micro_model import MICRO
-from generators.xunet import XUNet, XUNetConfig
+from generators.xunet import XUNet
 from generators.xunet_generator import XUNetViewGenerator
 from scenes.cameras import Cameras, Intrinsics, look_at
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
-
-
-
-
 
 
 def cameras(count: int, size: int, start: float = 0.0) -> Cameras:
@@ -41,9 +37,9 @@ def checkpoint(tmp_path_factory):
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", model, model, MICRO, step=1)
 
 
-@pytest.mark.parametrize("sampler", ["stochastic", "naive"])
-def test_generate_gives_deterministic_images_in_unit_range(checkpoint, sampler):
-    generator = XUNetViewGenerator(checkpoint, sampler, steps=3, guidance_weight=1.0)
+@pytest.mark.parametrize("sampler,step_rule", [("stochastic", "ancestral"), ("naive", "ddim"), ("markovian", "ddim")])
+def test_generate_gives_deterministic_images_in_unit_range(checkpoint, sampler, step_rule):
+    generator = XUNetViewGenerator(checkpoint, sampler, steps=3, guidance_weight=1.0, step_rule=step_rule)
     assert isinstance(generator, ViewGenerator) and generator.image_size == 8
     targets = cameras(3, 8)
     first = generator.generate(scene(8), targets, seed=1)
@@ -53,9 +49,32 @@ def test_generate_gives_deterministic_images_in_unit_range(checkpoint, sampler):
     assert np.abs(first - generator.generate(scene(8), targets, seed=2)).max() > 1e-3
 
 
+def test_scenes_are_generated_as_one_batch(checkpoint):
+    class BatchRecorder:
+        """The checkpoint's denoiser, recording the batch size of every call."""
+
+        image_size, parameterization, supports_guidance = 8, "eps", True
+
+        def __call__(self, z, *args):
+            calls.append(z.shape[0])
+            return network(z, *args)
+
+    generator = XUNetViewGenerator(checkpoint, "stochastic", steps=2, guidance_weight=0.0)
+    calls, network = [], generator.denoiser
+    generator.denoiser = BatchRecorder()
+    first = generator.generate_scenes([scene(8), scene(8)], [cameras(3, 8), cameras(3, 8, start=0.2)], seed=1)
+    assert first.shape == (2, 3, 8, 8, 3) and calls == [2] * (3 * 2)  # 3 views x 2 steps, each over both scenes
+    np.testing.assert_array_equal(first, generator.generate_scenes([scene(8), scene(8)],
+                                                                   [cameras(3, 8), cameras(3, 8, start=0.2)], seed=1))
+    with pytest.raises(InvalidInputError, match="same number of target cameras"):
+        generator.generate_scenes([scene(8), scene(8)], [cameras(3, 8), cameras(2, 8)], seed=1)
+
+
 def test_unknown_sampler_fails_before_the_checkpoint_is_read(tmp_path):
     with pytest.raises(InvalidInputError, match="unknown sampler 'ddpm'"):
         XUNetViewGenerator(tmp_path / "not-a-checkpoint", "ddpm", steps=3, guidance_weight=0.0)
+    with pytest.raises(InvalidInputError, match="unknown step rule 'euler'"):
+        XUNetViewGenerator(tmp_path / "not-a-checkpoint", "naive", steps=3, guidance_weight=0.0, step_rule="euler")
 
 
 def test_image_size_mismatch_names_both_sizes(checkpoint):
@@ -74,3 +93,12 @@ def test_noise_views_are_uniform_independent_and_seeded():
     np.testing.assert_array_equal(views, noise_views(targets, seed=3))
     assert not np.array_equal(views, noise_views(targets, seed=4))
     assert abs(np.corrcoef(views[0].ravel(), views[1].ravel())[0, 1]) < 0.1
+
+
+def test_sampling_config_refuses_bad_values_whatever_the_sampler():
+    from generators.denoiser_generator import SamplingConfig
+
+    for values, message in (({"markovian_window": 0}, "markovian_window"), ({"step_rule": "euler"}, "step rule"),
+                            ({"steps": 0}, "steps"), ({"sampler": "ddpm"}, "unknown sampler")):
+        with pytest.raises(InvalidInputError, match=message):
+            SamplingConfig(**values)
