@@ -80,9 +80,11 @@ class TrainConfig:
     """Steps between log lines and TensorBoard scalars (each costs one host synchronisation)."""
     resume: bool = True
     """Continue from the checkpoint in the output folder when it holds a resume state of the same model."""
+    grad_accumulation: int = 1
+    """Micro-batches per step (gradients summed before the update): batch 128 in the memory of batch 32 at 4."""
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "checkpoint_every"):
+        for name in ("steps", "batch_size", "checkpoint_every", "grad_accumulation"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"TrainConfig.{name}", f"is {getattr(self, name)}", "use a positive integer")
         for name in ("lr", "grad_clip"):
@@ -157,7 +159,14 @@ def diffusion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], sched
     """
     target = batch["target_image"]  # [B, 3, H, W]
     noise = draw_noise(target.shape[0], tuple(target.shape[1:]), cond_dropout_prob, generator)
-    noise = {name: tensor[rows].to(target.device) for name, tensor in noise.items()}
+    return loss_on(model, batch, noise, schedule, rows)
+
+
+def loss_on(model: torch.nn.Module, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
+            schedule: CosineLogSNRSchedule, rows: slice = slice(None)) -> torch.Tensor:
+    """The eps-prediction MSE of rows `rows` of `batch` with the given draws of `draw_noise` (on any device)."""
+    device = batch["target_image"].device
+    noise = {name: tensor[rows].to(device) for name, tensor in noise.items()}
     batch = {name: tensor[rows] for name, tensor in batch.items()}
     logsnr = schedule.logsnr(noise["t"])
     alpha, sigma = (s[:, None, None, None] for s in schedule.alpha_sigma(logsnr))
@@ -182,9 +191,10 @@ class TrainingRun:
     def __init__(self, model_config: XUNetConfig, train_config: TrainConfig, device: torch.device,
                  group: ProcessGroup = ProcessGroup()):
         self.model_config, self.config, self.device, self.group = model_config, train_config, device, group
-        if train_config.batch_size % group.world_size:
+        if train_config.batch_size % (group.world_size * train_config.grad_accumulation):
             raise InvalidInputError("TrainConfig.batch_size", f"{train_config.batch_size} does not split over "
-                                    f"{group.world_size} processes", "use a multiple of the number of processes")
+                                    f"{group.world_size} processes x {train_config.grad_accumulation} micro-batches",
+                                    "use a multiple of processes times grad_accumulation")
         self.schedule = CosineLogSNRSchedule(model_config.logsnr_min, model_config.logsnr_max)
         torch.manual_seed(train_config.seed)  # the same initial weights in every process
         self.model = build_model(train_config.architecture, model_config).to(device)
@@ -203,10 +213,10 @@ class TrainingRun:
         self.autocast_dtype = torch.bfloat16 if bf16 else None
         share = train_config.batch_size // group.world_size
         self.rows = slice(group.rank * share, (group.rank + 1) * share)
-        self.forward = self.model
+        self.forward = self.model_for_sync = self.model
         if group.distributed:
-            self.forward = DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda"
-                                                   else None)
+            self.forward = self.model_for_sync = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
         if train_config.compile:
             self.forward = torch.compile(self.forward)
         torch.manual_seed(_dropout_seed(train_config.seed, 0, group.rank))
@@ -222,15 +232,27 @@ class TrainingRun:
         self.model.train()
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
                     else contextlib.nullcontext())
-        with autocast:
-            loss = diffusion_loss(self.forward, batch, self.schedule, self.model_config.cond_dropout_prob,
-                                  self.noise_generator, self.rows)
+        target = batch["target_image"]
+        noise = draw_noise(target.shape[0], tuple(target.shape[1:]), self.model_config.cond_dropout_prob,
+                           self.noise_generator)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        # Gradient accumulation: equal micro-batches, each loss weighted 1 / count, sum to the whole batch's mean.
+        count, total = self.config.grad_accumulation, torch.zeros((), device=self.device)
+        share = (self.rows.stop - self.rows.start) // count
+        for i in range(count):
+            rows = slice(self.rows.start + i * share, self.rows.start + (i + 1) * share)
+            # DDP averages gradients across processes only on the last micro-batch's backward pass.
+            sync = (self.model_for_sync.no_sync() if i < count - 1 and isinstance(self.model_for_sync, DistributedDataParallel)
+                    else contextlib.nullcontext())
+            with sync:
+                with autocast:
+                    loss = loss_on(self.forward, batch, noise, self.schedule, rows) / count
+                loss.backward()
+            total += loss.detach()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
         self.optimizer.step()
         update_ema(self.ema, self.model, ema_decay_at(self.step_count, self.config.ema_decay))
-        return loss.detach()
+        return total
 
     def state(self) -> dict:
         """What train_state.pt holds besides the weights (tensors and plain containers only)."""
