@@ -10,29 +10,11 @@ from generators.checkpoint import load_checkpoint
 from generators.schedule import CosineLogSNRSchedule
 from generators.training import TrainConfig, diffusion_loss, ema_decay_at, train_generator, update_ema
 from generators.view_pairs import ViewPairs
-from tests.generators.micro_model import MICRO
+from tests.generators.micro_model import MICRO, make_scenes
 from generators.xunet import XUNet, XUNetConfig
 from scenes.cameras import Cameras, Intrinsics, look_at
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
-
-
-
-
-
-
-def make_scenes(count: int, views: int, size: int, seed: int = 0) -> list[MultiViewScene]:
-    """Views of a colour gradient: each scene gets random colours, cameras on a ring around the origin."""
-    rng = np.random.default_rng(seed)
-    intrinsics = Intrinsics(fx=1.2 * size, fy=1.2 * size, cx=size / 2, cy=size / 2, width=size, height=size)
-    scenes = []
-    for s in range(count):
-        angles = s + np.linspace(0, 2 * np.pi, views, endpoint=False)
-        c2w = np.stack([look_at(np.array([2.5 * np.cos(a), 2.5 * np.sin(a), 1.0])) for a in angles])
-        ramp = np.linspace(0, 1, size, dtype=np.float32)[None, :, None, None] * rng.random((views, 1, 1, 3))
-        images = np.broadcast_to(ramp, (views, size, size, 3)) * 0.5 + 0.5 * rng.random((views, size, size, 3))
-        scenes.append(MultiViewScene(images.astype(np.float32), Cameras(c2w, intrinsics)))
-    return scenes
 
 
 def test_view_pairs_enumerate_distinct_views_of_one_scene_and_resize():
