@@ -96,3 +96,31 @@ def test_train_config_rejects_bad_values_before_training():
         TrainConfig(steps=0)
     with pytest.raises(InvalidInputError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_device_pair_batches_draw_the_pairs_of_view_pairs():
+    from generators.view_pairs import DevicePairBatches
+
+    pairs = ViewPairs(make_scenes(3, 4, 8), 8)
+    batches = DevicePairBatches(pairs, "cpu")
+    batch = batches.sample(64, torch.Generator().manual_seed(0))
+    assert batch["cond_image"].shape == (64, 3, 8, 8) and batch["cond_image"].dtype == torch.float32
+    matched = 0
+    for i in range(64):  # every drawn pair is one of ViewPairs' pairs, images equal up to 8-bit rounding
+        for index in range(len(pairs)):
+            item = pairs[index]
+            if torch.equal(item["cond_c2w"], batch["cond_c2w"][i]) and torch.equal(item["target_c2w"],
+                                                                                  batch["target_c2w"][i]):
+                torch.testing.assert_close(batch["cond_image"][i], item["cond_image"], atol=0.5 / 127.5 + 1e-6,
+                                           rtol=0)
+                torch.testing.assert_close(batch["target_image"][i], item["target_image"], atol=0.5 / 127.5 + 1e-6,
+                                           rtol=0)
+                torch.testing.assert_close(batch["intrinsics"][i], item["intrinsics"])
+                matched += 1
+                break
+    assert matched == 64
+    assert all(not torch.equal(c, t) for c, t in zip(batch["cond_c2w"], batch["target_c2w"]))
+    many = batches.sample(2000, torch.Generator().manual_seed(1))
+    drawn = {(tuple(c.flatten().tolist()), tuple(t.flatten().tolist()))
+             for c, t in zip(many["cond_c2w"], many["target_c2w"])}
+    assert len(drawn) == len(pairs)  # uniform over all 3 * 4 * 3 ordered pairs: all of them turn up
