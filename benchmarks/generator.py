@@ -163,6 +163,21 @@ def sampling(config, batch: int, steps: int, guidance: float, channels_last: boo
             "overhead": full / bare - 1, "peak_gib": peak_gib()}
 
 
+def text_of_training(args, rows: list[dict], flops: float, parameters: int, device_name: str, draw: float) -> str:
+    """The training table (markdown) with its header."""
+    lines = [f"# Generator benchmark: `{args.preset}` ({parameters / 1e6:.1f}M parameters)", "",
+             f"{device_name}, torch {torch.__version__}. Command: `python benchmarks/generator.py --preset "
+             f"{args.preset}`. Training FLOPs per image (forward + backward, `torch.utils.flop_counter`): "
+             f"{flops / 1e9:.1f} GFLOP; MFU against the measured 798 TFLOP/s bf16 peak.", "",
+             "| batch | variant | images/s | public port (bf16, batch 32) | ratio | MFU | peak memory |",
+             "|---:|---|---:|---:|---:|---:|---:|"]
+    for row in rows:
+        lines.append(f"| {row['batch']} | {row['variant']} | {row['images_per_s']:.1f} | {PORT_IMAGES_PER_S} | "
+                     f"{row['ratio']:.2f}x | {100 * row['mfu']:.1f}% | {row['peak_gib']:.1f} GiB |")
+    lines += ["", f"Drawing a batch of 32 pairs from the device-resident data: {draw:.3f} ms."]
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="3dim-64", choices=sorted(PRESETS))
@@ -219,23 +234,17 @@ def main() -> int:
     draw = data_draw_ms(pairs, 32)
     print(f"drawing a batch of 32 pairs on the GPU: {draw:.3f} ms", flush=True)
     sample_variant = parse(args.sample_variant)
+    if args.sample_batch < 1:
+        print(text_of_training(args, rows, flops, parameters, device_name, draw))
+        return 0
     sample = sampling(config, args.sample_batch, args.sample_steps, 3.0, sample_variant["channels_last"],
                       sample_variant["compile"])
     print(f"sampling {args.sample_batch} views, 256 guided steps: {sample['sampling_s_per_view']:.3f} s/view, bare "
           f"forward passes {sample['bare_s_per_view']:.3f} s/view, overhead {100 * sample['overhead']:.1f}%",
           flush=True)
 
-    lines = [f"# Generator benchmark: `{args.preset}` ({parameters / 1e6:.1f}M parameters)", "",
-             f"{device_name}, torch {torch.__version__}. Command: `python benchmarks/generator.py --preset "
-             f"{args.preset}`. Training FLOPs per image (forward + backward, `torch.utils.flop_counter`): "
-             f"{flops / 1e9:.1f} GFLOP; MFU against the measured 798 TFLOP/s bf16 peak.", "",
-             "| batch | variant | images/s | public port (bf16, batch 32) | ratio | MFU | peak memory |",
-             "|---:|---|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        lines.append(f"| {row['batch']} | {row['variant']} | {row['images_per_s']:.1f} | {PORT_IMAGES_PER_S} | "
-                     f"{row['ratio']:.2f}x | {100 * row['mfu']:.1f}% | {row['peak_gib']:.1f} GiB |")
-    lines += ["", f"Drawing a batch of 32 pairs from the device-resident data: {draw:.3f} ms.", "",
-              "| sampling (256 steps, guidance 3, both passes in one batch) | views at once | s/view | bare forward "
+    lines = text_of_training(args, rows, flops, parameters, device_name, draw).splitlines()
+    lines += ["", "| sampling (256 steps, guidance 3, both passes in one batch) | views at once | s/view | bare forward "
               "passes s/view | overhead |", "|---|---:|---:|---:|---:|",
               f"| ancestral, {args.sample_variant} | {sample['batch']} | {sample['sampling_s_per_view']:.4f} | "
               f"{sample['bare_s_per_view']:.4f} | {100 * sample['overhead']:.1f}% |"]
