@@ -242,7 +242,9 @@ class TrainingRun:
         for i in range(count):
             rows = slice(self.rows.start + i * share, self.rows.start + (i + 1) * share)
             # DDP averages gradients across processes only on the last micro-batch's backward pass.
-            sync = (self.model_for_sync.no_sync() if i < count - 1 and isinstance(self.model_for_sync, DistributedDataParallel)
+            last = i == count - 1
+            sync = (self.model_for_sync.no_sync() if not last and isinstance(self.model_for_sync,
+                                                                              DistributedDataParallel)
                     else contextlib.nullcontext())
             with sync:
                 with autocast:
@@ -273,7 +275,8 @@ class TrainingRun:
         A checkpoint of another architecture or model shape is an error (it is not this run's).
         """
         folder = Path(folder)
-        recover_checkpoint(folder) if self.group.is_main else None
+        if self.group.is_main:
+            recover_checkpoint(folder)
         self.group.barrier()
         if not (folder / STATE_FILE).is_file():
             return False

@@ -124,3 +124,25 @@ def test_device_pair_batches_draw_the_pairs_of_view_pairs():
     drawn = {(tuple(c.flatten().tolist()), tuple(t.flatten().tolist()))
              for c, t in zip(many["cond_c2w"], many["target_c2w"])}
     assert len(drawn) == len(pairs)  # uniform over all 3 * 4 * 3 ordered pairs: all of them turn up
+
+
+def test_tensorboard_gets_loss_lr_throughput_and_a_sample_grid(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = TrainConfig(steps=4, batch_size=2, warmup_steps=4, checkpoint_every=4, log_every=2, device="cpu")
+    train_generator(make_scenes(1, 3, 8), MICRO, config, tmp_path / "ckpt", log_dir=tmp_path / "tb")
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert set(events.Tags()["scalars"]) == {"train/loss", "train/lr", "train/images_per_s"}
+    assert [e.step for e in events.Scalars("train/lr")] == [2, 4]
+    assert [e.value for e in events.Scalars("train/lr")] == pytest.approx([config.lr_at(2), config.lr_at(4)])
+    assert events.Tags()["images"] == ["ema/cond_target_noisy_x0"]
+
+
+def test_resuming_into_a_folder_of_another_model_is_refused(tmp_path):
+    import dataclasses
+
+    config = TrainConfig(steps=2, batch_size=2, checkpoint_every=2, device="cpu")
+    train_generator(make_scenes(1, 3, 8), MICRO, config, tmp_path / "ckpt")
+    with pytest.raises(InvalidInputError, match="config.json"):
+        train_generator(make_scenes(1, 3, 8), dataclasses.replace(MICRO, ch=16), dataclasses.replace(config, steps=4),
+                        tmp_path / "ckpt")
