@@ -319,6 +319,17 @@ def _sample_grid(run: TrainingRun, batch: dict[str, torch.Tensor]) -> torch.Tens
     return make_grid((rows + 1) / 2, nrow=count).clamp(0, 1)
 
 
+def _summary_writer(log_dir: Path, first_step: int):
+    """A TensorBoard writer for `log_dir`, or None (with one warning) where tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return None
+    # purge_step drops events a killed run logged after its last checkpoint, which the resumed run logs again.
+    return SummaryWriter(str(log_dir), purge_step=first_step)
+
+
 def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig, train_config: TrainConfig,
                     out_dir: Path, log_dir: Path | None = None) -> Path:
     """Train a generator on pairs of views of `scenes`; writes the checkpoint folder `out_dir` and returns it.
@@ -338,11 +349,7 @@ def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig,
             logger.info("training %s (%d parameters) on %d view pairs of %d scenes, steps %d..%d on %s x %d",
                         train_config.architecture, run.parameter_count(), pairs.num_pairs, len(scenes),
                         run.step_count + 1, train_config.steps, device, group.world_size)
-        writer = None
-        if log_dir is not None and group.is_main:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(log_dir), purge_step=run.step_count + 1)
+        writer = _summary_writer(log_dir, run.step_count + 1) if log_dir is not None and group.is_main else None
         preview = pairs.sample(min(4, train_config.batch_size), torch.Generator(device).manual_seed(0))
         progress = tqdm(range(run.step_count + 1, train_config.steps + 1), desc=f"train {train_config.architecture}",
                         disable=None if group.is_main else True, unit="step")
