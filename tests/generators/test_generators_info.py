@@ -37,3 +37,21 @@ def test_info_refuses_unknown_names(capsys):
 
     with pytest.raises(InvalidInputError, match="neither a preset nor a checkpoint folder"):
         describe(["3dim-999"])
+
+
+def test_generator_train_command_trains_an_srn_dataset_and_resumes(tmp_path, capsys):
+    from generators.checkpoint import load_checkpoint, load_train_state
+    from scenes.srn import write_srn_instance
+    from tests.generators.micro_model import make_scenes
+
+    for index, scene in enumerate(make_scenes(2, 3, 8)):
+        write_srn_instance(scene, tmp_path / "data" / "cars_train" / f"car{index}")
+    args = ["generator", "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ckpt"), "--preset",
+            "tiny", "--image-size", "8", "--batch-size", "2", "--warmup-steps", "1", "--checkpoint-every", "2",
+            "--device", "cpu", "--architecture", "concat_unet"]
+    assert main([*args, "--steps", "2"]) == 0
+    assert main([*args, "--steps", "3"]) == 0  # continues the run in the same folder
+    model, config = load_checkpoint(tmp_path / "ckpt", architecture="concat_unet", image_size=8)
+    assert isinstance(model, ConcatUNet) and config.ch == PRESETS["tiny"].ch
+    assert load_train_state(tmp_path / "ckpt")["step"] == 3
+    assert "checkpoint in" in capsys.readouterr().out
