@@ -244,8 +244,8 @@ def main() -> int:
           flush=True)
 
     lines = text_of_training(args, rows, flops, parameters, device_name, draw).splitlines()
-    lines += ["", "| sampling (256 steps, guidance 3, both passes in one batch) | views at once | s/view | bare forward "
-              "passes s/view | overhead |", "|---|---:|---:|---:|---:|",
+    lines += ["", "| sampling (256 steps, guidance 3, both passes in one batch) | views at once | s/view | "
+              "bare forward passes s/view | overhead |", "|---|---:|---:|---:|---:|",
               f"| ancestral, {args.sample_variant} | {sample['batch']} | {sample['sampling_s_per_view']:.4f} | "
               f"{sample['bare_s_per_view']:.4f} | {100 * sample['overhead']:.1f}% |"]
     text = "\n".join(lines) + "\n"

@@ -73,7 +73,8 @@ class TrainConfig:
     precision: str = "auto"
     """"bf16" (autocast, fp32 weights and optimizer), "fp32", or "auto": bf16 on CUDA, fp32 on the CPU."""
     channels_last: bool | None = None
-    """NHWC activations (faster convolutions on tensor cores); None = on CUDA only."""
+    """NHWC activations; None = with `compile` on CUDA, the fastest pair measured on an H100 (eager PyTorch was
+    6% slower with NHWC there, see reports/benchmarks/generator.md)."""
     compile: bool = False
     """Compile the model with torch.compile (fuses GroupNorm, FiLM and SiLU; the first steps take minutes)."""
     log_every: int = 50
@@ -199,7 +200,9 @@ class TrainingRun:
         torch.manual_seed(train_config.seed)  # the same initial weights in every process
         self.model = build_model(train_config.architecture, model_config).to(device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
-        channels_last = device.type == "cuda" if train_config.channels_last is None else train_config.channels_last
+        channels_last = train_config.channels_last
+        if channels_last is None:
+            channels_last = device.type == "cuda" and train_config.compile
         if channels_last:  # the EMA too: the fused lerp over it then reads both in the same layout
             self.model.to(memory_format=torch.channels_last)
             self.ema.to(memory_format=torch.channels_last)

@@ -313,8 +313,8 @@ class XUNet(nn.Module):
         if cond_mask is None:
             cond_mask = torch.ones(batch, device=z_t.device)
         cond_mask = cond_mask.to(device=z_t.device, dtype=z_t.dtype)
-        logsnr_emb, pose_embs = self.conditioning(logsnr.to(z_t.device, z_t.dtype), cond_c2w, target_c2w, intrinsics, cond_mask,
-                                                  height, width)
+        logsnr_emb, pose_embs = self.conditioning(logsnr.to(z_t.device, z_t.dtype), cond_c2w, target_c2w, intrinsics,
+                                                  cond_mask, height, width)
         # SiLU before FiLM's projection, as 3DiM's FiLM; computed once per level and shared by its blocks.
         emb_acts = [F.silu(logsnr_emb[:, :, None, None] + pose) for pose in pose_embs]
 

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from generators.checkpoint import load_checkpoint, save_checkpoint
 from tests.generators.micro_model import MICRO
-from generators.xunet import XUNet, XUNetConfig
+from generators.xunet import XUNet
 from scenes.errors import InvalidInputError
 
 

@@ -11,10 +11,8 @@ from generators.schedule import CosineLogSNRSchedule
 from generators.training import TrainConfig, diffusion_loss, ema_decay_at, train_generator, update_ema
 from generators.view_pairs import ViewPairs
 from tests.generators.micro_model import MICRO, make_scenes
-from generators.xunet import XUNet, XUNetConfig
-from scenes.cameras import Cameras, Intrinsics, look_at
+from generators.xunet import XUNet
 from scenes.errors import InvalidInputError
-from scenes.scene import MultiViewScene
 
 
 def test_view_pairs_enumerate_distinct_views_of_one_scene_and_resize():
