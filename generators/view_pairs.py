@@ -97,6 +97,10 @@ class DevicePairBatches:
         target, cond = local // others, local % others
         cond = cond + (cond >= target).long()  # the same enumeration as ViewPairs.pair
         cond, target = self.view_offsets[scene] + cond, self.view_offsets[scene] + target
-        to_unit = lambda images: images.float() / 127.5 - 1.0  # noqa: E731 - uint8 [0, 255] -> [-1, 1]
-        return {"cond_image": to_unit(self.images[cond]), "target_image": to_unit(self.images[target]),
+        return {"cond_image": _to_unit(self.images[cond]), "target_image": _to_unit(self.images[target]),
                 "cond_c2w": self.c2w[cond], "target_c2w": self.c2w[target], "intrinsics": self.intrinsics[target]}
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] images -> float32 [-1, 1], same shape."""
+    return images.float() / 127.5 - 1.0
