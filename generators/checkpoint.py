@@ -1,7 +1,13 @@
-"""The X-UNet checkpoint folder: `config.json`, `model.safetensors` (raw weights), `ema.safetensors` (EMA weights).
+"""Checkpoint folders: `config.json`, `model.safetensors` (raw weights), `ema.safetensors` (EMA weights), and
+`train_state.pt` (optimizer, step, random states) while training may resume.
 
-safetensors holds nothing but named tensors, so loading a checkpoint from anywhere cannot run code. Every problem
+safetensors holds nothing but named tensors, so loading a checkpoint from anywhere cannot run code; the resume state
+is read with `torch.load(weights_only=True)`, which refuses anything but tensors and plain containers. Every problem
 with a folder is reported as `InvalidInputError` naming the file at fault, before a model is returned.
+
+Writes are atomic: the new folder is filled under `.NAME.staging` and swapped in by two renames (old folder to
+`.NAME.old`, staging to NAME). A process killed between the renames leaves `.NAME.old`, which `recover_checkpoint`
+puts back, so a reader sees the previous checkpoint or the new one, never a mixture.
 """
 
 from __future__ import annotations
@@ -9,14 +15,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+import pickle
 import shutil
-import tempfile
+import zipfile
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from generators.concat_unet import ConcatUNet
 from generators.schedule import CosineLogSNRSchedule
 from generators.xunet import XUNet, XUNetConfig
 from scenes.errors import InvalidInputError
@@ -24,32 +32,72 @@ from scenes.errors import InvalidInputError
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
-CONFIG_FILE, MODEL_FILE, EMA_FILE = "config.json", "model.safetensors", "ema.safetensors"
-ARCHITECTURES = {"xunet": (XUNet, XUNetConfig)}
+CONFIG_FILE, MODEL_FILE, EMA_FILE, STATE_FILE = "config.json", "model.safetensors", "ema.safetensors", "train_state.pt"
+#: Architecture name in config.json -> (model class, config class).
+ARCHITECTURES = {"xunet": (XUNet, XUNetConfig), "concat_unet": (ConcatUNet, XUNetConfig)}
 
 
-def save_checkpoint(folder: Path, model: XUNet, ema_model: XUNet, model_config: XUNetConfig, step: int) -> Path:
-    """Write the checkpoint into `folder` atomically (a complete folder or the previous one, never half of one)."""
+def architecture_of(model: torch.nn.Module) -> str:
+    """The config.json name of `model`'s architecture."""
+    for name, (model_class, _) in ARCHITECTURES.items():
+        if type(model) is model_class:
+            return name
+    raise InvalidInputError("model", f"{type(model).__name__} is not a known architecture",
+                            f"use one of: {', '.join(ARCHITECTURES)}")
+
+
+def build_model(architecture: str, model_config: XUNetConfig) -> torch.nn.Module:
+    """A freshly initialised model of the named architecture."""
+    if architecture not in ARCHITECTURES:
+        raise InvalidInputError("architecture", f"unknown architecture {architecture!r}",
+                                f"use one of: {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture][0](model_config)
+
+
+def _sibling(folder: Path, suffix: str) -> Path:
+    return folder.parent / f".{folder.name}.{suffix}"
+
+
+def recover_checkpoint(folder: Path) -> None:
+    """Finish or undo a save that was interrupted: restore `.NAME.old` if NAME is missing, drop leftovers."""
+    folder, old, staging = Path(folder), _sibling(Path(folder), "old"), _sibling(Path(folder), "staging")
+    if old.exists():
+        if folder.exists():
+            shutil.rmtree(old)
+        else:
+            os.replace(old, folder)
+            logger.warning("restored %s from an interrupted checkpoint write", folder)
+    if staging.exists():
+        shutil.rmtree(staging)
+
+
+def save_checkpoint(folder: Path, model: torch.nn.Module, ema_model: torch.nn.Module, model_config: XUNetConfig,
+                    step: int, train_state: dict | None = None) -> Path:
+    """Write the checkpoint into `folder` atomically (module docstring); `train_state` goes to train_state.pt."""
     folder = Path(folder)
     folder.parent.mkdir(parents=True, exist_ok=True)
+    recover_checkpoint(folder)
     schedule = CosineLogSNRSchedule(model_config.logsnr_min, model_config.logsnr_max)
-    config = {"format_version": FORMAT_VERSION, "architecture": "xunet", "model": model_config.to_dict(),
-              "schedule": schedule.to_dict(), "image_size": model_config.image_size, "step": int(step)}
-    staging = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    config = {"format_version": FORMAT_VERSION, "architecture": architecture_of(model),
+              "model": model_config.to_dict(), "schedule": schedule.to_dict(), "image_size": model_config.image_size,
+              "step": int(step)}
+    staging, old = _sibling(folder, "staging"), _sibling(folder, "old")
+    staging.mkdir()
     try:
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
         for file, module in ((MODEL_FILE, model), (EMA_FILE, ema_model)):
             state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
             save_file(state, str(staging / file), metadata={"format_version": str(FORMAT_VERSION)})
-        os.chmod(staging, 0o755)
+        if train_state is not None:
+            torch.save(train_state, staging / STATE_FILE)
+        for file in staging.iterdir():  # the data must be on disk before the renames make it visible
+            with open(file, "rb") as handle:
+                os.fsync(handle.fileno())
         if folder.exists():
-            # A directory cannot be replaced while it holds files: move the old one aside, then swap in the new.
-            previous = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=folder.parent))
-            os.replace(folder, previous / "checkpoint")
-            os.replace(staging, folder)
-            shutil.rmtree(previous)
-        else:
-            os.replace(staging, folder)
+            os.replace(folder, old)  # a directory holding files cannot be replaced in one rename
+        os.replace(staging, folder)
+        if old.exists():
+            shutil.rmtree(old)
     finally:
         if staging.exists():
             shutil.rmtree(staging)
@@ -80,11 +128,12 @@ def read_config(folder: Path) -> dict:
     return config
 
 
-def _load_weights(path: Path, model: torch.nn.Module, device: str | torch.device) -> None:
+def load_weights(path: Path, model: torch.nn.Module) -> None:
+    """Load a safetensors file into `model`, checking keys and shapes (CPU tensors, copied into the model)."""
     if not path.is_file():
         raise InvalidInputError(str(path), "file is missing", "pass a complete checkpoint folder")
     try:
-        state = load_file(str(path), device=str(device))
+        state = load_file(str(path), device="cpu")
     except (SafetensorError, OSError, ValueError) as error:
         raise InvalidInputError(str(path), f"not a readable safetensors file ({error})",
                                 "the file is truncated or corrupt: copy it again or retrain") from error
@@ -102,20 +151,55 @@ def _load_weights(path: Path, model: torch.nn.Module, device: str | torch.device
     model.load_state_dict(state)
 
 
-def load_checkpoint(folder: Path, device: str | torch.device = "cpu", use_ema: bool = True
-                    ) -> tuple[XUNet, XUNetConfig]:
-    """The X-UNet (in eval mode, on `device`) and its config; EMA weights unless `use_ema` is False."""
-    folder = Path(folder)
-    config = read_config(folder)
-    model_class, config_class = ARCHITECTURES[config["architecture"]]
+def read_model_config(folder: Path, config: dict) -> XUNetConfig:
+    """The model config stored in config.json (already read as `config`)."""
+    path = str(Path(folder) / CONFIG_FILE)
     if not isinstance(config.get("model"), dict):
-        raise InvalidInputError(str(folder / CONFIG_FILE), "has no \"model\" section",
+        raise InvalidInputError(path, "has no \"model\" section",
                                 "write the checkpoint with generators.checkpoint.save_checkpoint")
     try:
-        model_config = config_class.from_dict(config["model"], source=str(folder / CONFIG_FILE))
+        return ARCHITECTURES[config["architecture"]][1].from_dict(config["model"], source=path)
     except TypeError as error:
-        raise InvalidInputError(str(folder / CONFIG_FILE), f"invalid model config ({error})",
+        raise InvalidInputError(path, f"invalid model config ({error})",
                                 "write the checkpoint with generators.checkpoint.save_checkpoint") from error
-    model = model_class(model_config)
-    _load_weights(folder / (EMA_FILE if use_ema else MODEL_FILE), model, "cpu")
+
+
+def load_checkpoint(folder: Path, device: str | torch.device = "cpu", use_ema: bool = True,
+                    architecture: str | None = None, image_size: int | None = None
+                    ) -> tuple[torch.nn.Module, XUNetConfig]:
+    """The model (in eval mode, on `device`) and its config; EMA weights unless `use_ema` is False.
+
+    `architecture` and `image_size`, when given, are what the caller expects: a checkpoint of another architecture
+    or resolution raises `InvalidInputError` naming config.json and both values.
+    """
+    folder = Path(folder)
+    config = read_config(folder)
+    path = folder / CONFIG_FILE
+    if architecture is not None and config["architecture"] != architecture:
+        raise InvalidInputError(str(path), f"holds a {config['architecture']!r} model, not the requested "
+                                           f"{architecture!r}", "pass a checkpoint of that architecture")
+    model_config = read_model_config(folder, config)
+    if image_size is not None and model_config.image_size != image_size:
+        raise InvalidInputError(str(path), f"was trained at {model_config.image_size}x{model_config.image_size} "
+                                           f"pixels, not the requested {image_size}x{image_size}",
+                                "use a checkpoint trained at that resolution or change the requested size")
+    model = build_model(config["architecture"], model_config)
+    load_weights(folder / (EMA_FILE if use_ema else MODEL_FILE), model)
     return model.to(device).eval(), model_config
+
+
+def load_train_state(folder: Path) -> dict:
+    """The resume state of train_state.pt (step, optimizer, random states), read without unpickling objects."""
+    path = Path(folder) / STATE_FILE
+    if not path.is_file():
+        raise InvalidInputError(str(path), "file is missing", "resume only from a checkpoint written while training")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+        raise InvalidInputError(str(path), f"not a readable resume state ({type(error).__name__}: "
+                                           f"{str(error).splitlines()[0] if str(error) else ''})",
+                                "the file is truncated or corrupt: delete the checkpoint folder to start over"
+                                ) from error
+    if not isinstance(state, dict) or "step" not in state:
+        raise InvalidInputError(str(path), "has no step", "write it with generators.training")
+    return state

@@ -48,7 +48,7 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "nvsc.generators"
 CONFIG_PREFIX = "generator."
-TRAINED = ("xunet",)
+TRAINED = ("xunet", "concat_unet")
 FORBIDDEN_CHARACTERS = "/@ "
 
 

@@ -5,33 +5,45 @@ z_t = alpha x + sigma eps, and regress eps with a mean squared error. With proba
 is trained unconditionally (cond_mask = 0), which classifier-free guidance needs at sampling time (Ho & Salimans
 2022). AdamW with linear warm-up, gradient clipping, and an exponential moving average (EMA) of the weights that
 is what sampling uses.
+
+Speed on a GPU: bf16 autocast, fused AdamW, the whole data set as uint8 on the device (`DevicePairBatches`), no host
+synchronisation between log lines, optional channels_last and `torch.compile` (benchmarks/generator.py measures
+each). Several GPUs: start the same command under `torchrun`; every process draws the same global batch and noise
+and trains on its slice, so N processes follow the same trajectory as one process with the whole batch.
+
+Exact resume: a checkpoint holds the weights, the EMA, the optimizer state, the step and the states of the data and
+noise generators; dropout's global generator is re-seeded from (seed, step, rank) at every checkpoint. A run killed
+at any moment and started again continues from its last checkpoint as if it had never stopped.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, RandomSampler
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from generators.checkpoint import save_checkpoint
+from generators.checkpoint import (ARCHITECTURES, CONFIG_FILE, EMA_FILE, MODEL_FILE, STATE_FILE, build_model,
+                                   load_train_state, load_weights, read_config, read_model_config,
+                                   recover_checkpoint, save_checkpoint)
+from generators.distributed import ProcessGroup, end_process_group, start_process_group
 from generators.schedule import CosineLogSNRSchedule
-from generators.view_pairs import ViewPairs
-from generators.xunet import XUNet, XUNetConfig
+from generators.view_pairs import DevicePairBatches, ViewPairs
+from generators.xunet import XUNetConfig
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
 
 logger = logging.getLogger(__name__)
 
-LOG_EVERY = 100  #: steps between log lines of the loss (checkpoints are logged as well)
 
 
 @dataclass
@@ -41,7 +53,7 @@ class TrainConfig:
     steps: int = 2000
     """Optimiser steps."""
     batch_size: int = 16
-    """View pairs per step."""
+    """View pairs per step, summed over all processes when training under torchrun."""
     lr: float = 1e-3
     """Peak AdamW learning rate (after warm-up)."""
     warmup_steps: int = 100
@@ -53,14 +65,27 @@ class TrainConfig:
     checkpoint_every: int = 500
     """Write the checkpoint every this many steps (and always at the end)."""
     seed: int = 0
-    """Seeds initial weights, pair order, noise levels, noise and dropout: a seed trains one model on CPU."""
+    """Seeds initial weights, pairs, noise levels, noise and dropout: a seed trains one model on one device."""
     device: str = "auto"
     """"cpu", "cuda", "cuda:N" or "auto" (CUDA when available)."""
-    num_workers: int = 0
-    """DataLoader worker processes (0 loads in the training process; pairs are cheap slices of memory)."""
+    architecture: str = "xunet"
+    """"xunet" (3DiM's X-UNet) or "concat_unet" (the ablation's baseline, see generators.concat_unet)."""
+    precision: str = "auto"
+    """"bf16" (autocast, fp32 weights and optimizer), "fp32", or "auto": bf16 on CUDA, fp32 on the CPU."""
+    channels_last: bool | None = None
+    """NHWC activations; None = with `compile` on CUDA, the fastest pair measured on an H100 (eager PyTorch was
+    6% slower with NHWC there, see reports/benchmarks/generator.md)."""
+    compile: bool = False
+    """Compile the model with torch.compile (fuses GroupNorm, FiLM and SiLU; the first steps take minutes)."""
+    log_every: int = 50
+    """Steps between log lines and TensorBoard scalars (each costs one host synchronisation)."""
+    resume: bool = True
+    """Continue from the checkpoint in the output folder when it holds a resume state of the same model."""
+    grad_accumulation: int = 1
+    """Micro-batches per step (gradients summed before the update): batch 128 in the memory of batch 32 at 4."""
 
     def __post_init__(self):
-        for name in ("steps", "batch_size", "checkpoint_every"):
+        for name in ("steps", "batch_size", "checkpoint_every", "grad_accumulation"):
             if getattr(self, name) < 1:
                 raise InvalidInputError(f"TrainConfig.{name}", f"is {getattr(self, name)}", "use a positive integer")
         for name in ("lr", "grad_clip"):
@@ -68,8 +93,17 @@ class TrainConfig:
                 raise InvalidInputError(f"TrainConfig.{name}", f"is {getattr(self, name)}", "use a positive number")
         if not 0 <= self.ema_decay < 1:
             raise InvalidInputError("TrainConfig.ema_decay", f"is {self.ema_decay}", "use a number in [0, 1)")
-        if self.warmup_steps < 0 or self.num_workers < 0:
-            raise InvalidInputError("TrainConfig", "warmup_steps and num_workers must be >= 0", "fix the config")
+        if self.warmup_steps < 0 or self.log_every < 1:
+            raise InvalidInputError("TrainConfig", "warmup_steps must be >= 0 and log_every >= 1", "fix the config")
+        if self.architecture not in ARCHITECTURES:
+            raise InvalidInputError("TrainConfig.architecture", f"unknown architecture {self.architecture!r}",
+                                    f"use one of: {', '.join(ARCHITECTURES)}")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise InvalidInputError("TrainConfig.precision", f"is {self.precision!r}", 'use "auto", "bf16" or "fp32"')
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate of optimiser step `step` (1-based): linear warm-up to `lr`, then constant (3DiM)."""
+        return self.lr * min(1.0, step / max(self.warmup_steps, 1))
 
 
 def resolve_device(name: str) -> torch.device:
@@ -103,78 +137,248 @@ def update_ema(ema_model: torch.nn.Module, model: torch.nn.Module, decay: float)
         ema_buffer.copy_(buffer)
 
 
-def diffusion_loss(model: XUNet, batch: dict[str, torch.Tensor], schedule: CosineLogSNRSchedule,
-                   cond_dropout_prob: float, generator: torch.Generator) -> torch.Tensor:
-    """Mean squared error of the eps prediction for one batch of pairs (tensors on the model's device).
+def draw_noise(batch_size: int, image_shape: tuple[int, ...], cond_dropout_prob: float,
+               generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The random part of a diffusion training step, on `generator`'s device.
 
-    Random draws come from `generator` (CPU) and are moved to the device, so a seed means the same on every device.
+    "t" [B] uniform times, "eps" [B, *image_shape] standard normal noise, "keep" [B] 1 = conditioned example,
+    0 = conditioning dropped (classifier-free guidance training).
+    """
+    device = generator.device
+    t = torch.rand(batch_size, generator=generator, device=device)
+    eps = torch.randn((batch_size, *image_shape), generator=generator, device=device)
+    keep = (torch.rand(batch_size, generator=generator, device=device) >= cond_dropout_prob).float()
+    return {"t": t, "eps": eps, "keep": keep}
+
+
+def diffusion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], schedule: CosineLogSNRSchedule,
+                   cond_dropout_prob: float, generator: torch.Generator, rows: slice = slice(None)) -> torch.Tensor:
+    """Mean squared error of the eps prediction for rows `rows` of a batch of pairs (tensors on the model's device).
+
+    Noise is drawn from `generator` for the whole batch and then sliced, so processes that each train a slice of
+    one global batch see exactly the noise a single process would (DDP keeps one trajectory).
     """
     target = batch["target_image"]  # [B, 3, H, W]
-    device, size = target.device, target.shape[0]
-    t = torch.rand(size, generator=generator).to(device)
-    eps = torch.randn(target.shape, generator=generator).to(device)
-    keep = (torch.rand(size, generator=generator) >= cond_dropout_prob).float().to(device)  # [B] 1 = conditioned
-    logsnr = schedule.logsnr(t)
+    noise = draw_noise(target.shape[0], tuple(target.shape[1:]), cond_dropout_prob, generator)
+    return loss_on(model, batch, noise, schedule, rows)
+
+
+def loss_on(model: torch.nn.Module, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
+            schedule: CosineLogSNRSchedule, rows: slice = slice(None)) -> torch.Tensor:
+    """The eps-prediction MSE of rows `rows` of `batch` with the given draws of `draw_noise` (on any device)."""
+    device = batch["target_image"].device
+    noise = {name: tensor[rows].to(device) for name, tensor in noise.items()}
+    batch = {name: tensor[rows] for name, tensor in batch.items()}
+    logsnr = schedule.logsnr(noise["t"])
     alpha, sigma = (s[:, None, None, None] for s in schedule.alpha_sigma(logsnr))
-    z_t = alpha * target + sigma * eps
+    z_t = alpha * batch["target_image"] + sigma * noise["eps"]
     eps_hat = model(z_t, logsnr, batch["cond_image"], batch["cond_c2w"], batch["target_c2w"], batch["intrinsics"],
-                    cond_mask=keep)
-    return F.mse_loss(eps_hat, eps)
+                    cond_mask=noise["keep"])
+    return F.mse_loss(eps_hat.float(), noise["eps"])  # fp32 loss also under bf16 autocast
 
 
-def _forever(loader: DataLoader) -> Iterator[dict[str, torch.Tensor]]:
-    while True:  # a new shuffle per pass, drawn from the loader's sampler generator
-        yield from loader
+def _dropout_seed(seed: int, step: int, rank: int) -> int:
+    # Dropout draws from the global generator; re-seeding it at each checkpoint from (seed, step, rank) makes it
+    # resumable without gathering every process's generator state into the checkpoint.
+    return (seed * 1_000_003 + step * 7919 + rank * 104_729) % 2 ** 63
+
+
+class TrainingRun:
+    """Model, EMA, optimizer and random generators of one training run, and its optimiser step.
+
+    Every tensor lives on `device`; `group` says which slice of each global batch this process trains.
+    """
+
+    def __init__(self, model_config: XUNetConfig, train_config: TrainConfig, device: torch.device,
+                 group: ProcessGroup = ProcessGroup()):
+        self.model_config, self.config, self.device, self.group = model_config, train_config, device, group
+        if train_config.batch_size % (group.world_size * train_config.grad_accumulation):
+            raise InvalidInputError("TrainConfig.batch_size", f"{train_config.batch_size} does not split over "
+                                    f"{group.world_size} processes x {train_config.grad_accumulation} micro-batches",
+                                    "use a multiple of processes times grad_accumulation")
+        self.schedule = CosineLogSNRSchedule(model_config.logsnr_min, model_config.logsnr_max)
+        torch.manual_seed(train_config.seed)  # the same initial weights in every process
+        self.model = build_model(train_config.architecture, model_config).to(device)
+        self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)
+        channels_last = train_config.channels_last
+        if channels_last is None:
+            channels_last = device.type == "cuda" and train_config.compile
+        if channels_last:  # the EMA too: the fused lerp over it then reads both in the same layout
+            self.model.to(memory_format=torch.channels_last)
+            self.ema.to(memory_format=torch.channels_last)
+        # Fused AdamW runs the whole update in a few kernels; it exists for CUDA tensors only.
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train_config.lr,
+                                           fused=device.type == "cuda")
+        self.noise_generator = torch.Generator(device).manual_seed(train_config.seed + 1)
+        self.data_generator = torch.Generator(device).manual_seed(train_config.seed + 2)
+        self.step_count = 0
+        bf16 = train_config.precision == "bf16" or (train_config.precision == "auto" and device.type == "cuda")
+        self.autocast_dtype = torch.bfloat16 if bf16 else None
+        share = train_config.batch_size // group.world_size
+        self.rows = slice(group.rank * share, (group.rank + 1) * share)
+        self.forward = self.model_for_sync = self.model
+        if group.distributed:
+            self.forward = self.model_for_sync = DistributedDataParallel(
+                self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if train_config.compile:
+            self.forward = torch.compile(self.forward)
+        torch.manual_seed(_dropout_seed(train_config.seed, 0, group.rank))
+
+    def parameter_count(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """One optimiser step on the global `batch` (this process trains its rows); returns the loss (no sync)."""
+        self.step_count += 1
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr_at(self.step_count)
+        self.model.train()
+        autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
+                    else contextlib.nullcontext())
+        target = batch["target_image"]
+        noise = draw_noise(target.shape[0], tuple(target.shape[1:]), self.model_config.cond_dropout_prob,
+                           self.noise_generator)
+        self.optimizer.zero_grad(set_to_none=True)
+        # Gradient accumulation: equal micro-batches, each loss weighted 1 / count, sum to the whole batch's mean.
+        count, total = self.config.grad_accumulation, torch.zeros((), device=self.device)
+        share = (self.rows.stop - self.rows.start) // count
+        for i in range(count):
+            rows = slice(self.rows.start + i * share, self.rows.start + (i + 1) * share)
+            # DDP averages gradients across processes only on the last micro-batch's backward pass.
+            last = i == count - 1
+            sync = (self.model_for_sync.no_sync() if not last and isinstance(self.model_for_sync,
+                                                                              DistributedDataParallel)
+                    else contextlib.nullcontext())
+            with sync:
+                with autocast:
+                    loss = loss_on(self.forward, batch, noise, self.schedule, rows) / count
+                loss.backward()
+            total += loss.detach()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+        self.optimizer.step()
+        update_ema(self.ema, self.model, ema_decay_at(self.step_count, self.config.ema_decay))
+        return total
+
+    def state(self) -> dict:
+        """What train_state.pt holds besides the weights (tensors and plain containers only)."""
+        return {"step": self.step_count, "optimizer": self.optimizer.state_dict(),
+                "noise_generator": self.noise_generator.get_state(), "data_generator": self.data_generator.get_state(),
+                "world_size": self.group.world_size}
+
+    def save(self, folder: Path) -> None:
+        """Write the checkpoint (rank 0 only) and re-seed dropout, at the same step in every run (module doc)."""
+        if self.group.is_main:
+            save_checkpoint(folder, self.model, self.ema, self.model_config, self.step_count, self.state())
+        self.group.barrier()
+        torch.manual_seed(_dropout_seed(self.config.seed, self.step_count, self.group.rank))
+
+    def resume(self, folder: Path) -> bool:
+        """Continue from the checkpoint in `folder` if it has a resume state; True when it did.
+
+        A checkpoint of another architecture or model shape is an error (it is not this run's).
+        """
+        folder = Path(folder)
+        if self.group.is_main:
+            recover_checkpoint(folder)
+        self.group.barrier()
+        if not (folder / STATE_FILE).is_file():
+            return False
+        config = read_config(folder)
+        stored = read_model_config(folder, config)
+        if config["architecture"] != self.config.architecture or stored != self.model_config:
+            raise InvalidInputError(str(folder / CONFIG_FILE), f"holds a {config['architecture']} model of "
+                                    f"another shape or resolution than the one requested ({stored} vs "
+                                    f"{self.model_config})", "train into a new folder or pass resume=False")
+        state = load_train_state(folder)
+        if state.get("world_size", 1) != self.group.world_size:
+            logger.warning("resuming a run of %s processes with %d: the batch slices change, the trajectory does not",
+                           state.get("world_size"), self.group.world_size)
+        load_weights(folder / MODEL_FILE, self.model)
+        load_weights(folder / EMA_FILE, self.ema)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.noise_generator.set_state(state["noise_generator"])
+        self.data_generator.set_state(state["data_generator"])
+        self.step_count = int(state["step"])
+        torch.manual_seed(_dropout_seed(self.config.seed, self.step_count, self.group.rank))
+        logger.info("resumed from step %d of %s", self.step_count, folder)
+        return True
+
+
+def _sample_grid(run: TrainingRun, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """[3, H', W'] grid of conditioning, target, noisy target at logSNR 0 and the EMA's one-step x0 estimate."""
+    from torchvision.utils import make_grid
+
+    count = min(4, batch["target_image"].shape[0])
+    batch = {name: tensor[:count] for name, tensor in batch.items()}
+    target = batch["target_image"]
+    eps = torch.randn(target.shape, generator=torch.Generator().manual_seed(0)).to(target)
+    logsnr = torch.zeros(count, device=target.device)
+    z = (target + eps) / math.sqrt(2.0)  # alpha = sigma = sqrt(1/2) at logSNR 0
+    with torch.no_grad():
+        eps_hat = run.ema(z, logsnr, batch["cond_image"], batch["cond_c2w"], batch["target_c2w"],
+                          batch["intrinsics"]).float()
+    x0 = (z - eps_hat / math.sqrt(2.0)) * math.sqrt(2.0)
+    rows = torch.cat([batch["cond_image"], target, z, x0.clamp(-1, 1)])  # [4 * count, 3, H, W]
+    return make_grid((rows + 1) / 2, nrow=count).clamp(0, 1)
+
+
+def _summary_writer(log_dir: Path, first_step: int):
+    """A TensorBoard writer for `log_dir`, or None (with one warning) where tensorboard is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        logger.warning("tensorboard is not installed: no TensorBoard logs (pip install tensorboard)")
+        return None
+    # purge_step drops events a killed run logged after its last checkpoint, which the resumed run logs again.
+    return SummaryWriter(str(log_dir), purge_step=first_step)
 
 
 def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig, train_config: TrainConfig,
-                    out_dir: Path) -> Path:
-    """Train an X-UNet on pairs of views of `scenes`; writes the checkpoint folder `out_dir` and returns it."""
+                    out_dir: Path, log_dir: Path | None = None) -> Path:
+    """Train a generator on pairs of views of `scenes`; writes the checkpoint folder `out_dir` and returns it.
+
+    Under `torchrun` every process calls this with the same arguments. With `train_config.resume` a folder holding
+    a resume state of the same model is continued. `log_dir`: TensorBoard event files (loss, lr, images/s, grids).
+    """
     out_dir = Path(out_dir)
-    device = resolve_device(train_config.device)
-    dataset = ViewPairs(scenes, model_config.image_size)
-    schedule = CosineLogSNRSchedule(model_config.logsnr_min, model_config.logsnr_max)
+    group, device = start_process_group(resolve_device(train_config.device))
+    pairs = DevicePairBatches(ViewPairs(scenes, model_config.image_size), device)
     # Seed only inside fork_rng so a library call leaves the caller's global random state untouched.
-    rng_devices = [device.index or 0] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=rng_devices):
-        torch.manual_seed(train_config.seed)
-        model = XUNet(model_config).to(device)
-        ema_model = copy.deepcopy(model).eval().requires_grad_(False)
-        noise_generator = torch.Generator().manual_seed(train_config.seed + 1)
-        order_generator = torch.Generator().manual_seed(train_config.seed + 2)
-        loader = DataLoader(dataset, batch_size=train_config.batch_size, num_workers=train_config.num_workers,
-                            sampler=RandomSampler(dataset, generator=order_generator),
-                            drop_last=len(dataset) >= train_config.batch_size)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=train_config.lr)
-        warmup = max(train_config.warmup_steps, 1)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warmup))
-        logger.info("training X-UNet (%d parameters) on %d view pairs of %d scenes, %d steps on %s",
-                    sum(p.numel() for p in model.parameters()), len(dataset), len(scenes), train_config.steps, device)
-
-        batches = _forever(loader)
-        smoothed_loss, images_per_s, start = math.nan, 0.0, time.perf_counter()
-        progress = tqdm(range(1, train_config.steps + 1), desc="train X-UNet", disable=None, unit="step")
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        run = TrainingRun(model_config, train_config, device, group)
+        if train_config.resume:
+            run.resume(out_dir)
+        if group.is_main:
+            logger.info("training %s (%d parameters) on %d view pairs of %d scenes, steps %d..%d on %s x %d",
+                        train_config.architecture, run.parameter_count(), pairs.num_pairs, len(scenes),
+                        run.step_count + 1, train_config.steps, device, group.world_size)
+        writer = _summary_writer(log_dir, run.step_count + 1) if log_dir is not None and group.is_main else None
+        preview = pairs.sample(min(4, train_config.batch_size), torch.Generator(device).manual_seed(0))
+        progress = tqdm(range(run.step_count + 1, train_config.steps + 1), desc=f"train {train_config.architecture}",
+                        disable=None if group.is_main else True, unit="step")
+        loss_sum, window_start, window_steps = torch.zeros((), device=device), time.perf_counter(), 0
         for step in progress:
-            tick = time.perf_counter()
-            model.train()
-            batch = {name: tensor.to(device, non_blocking=True) for name, tensor in next(batches).items()}
-            loss = diffusion_loss(model, batch, schedule, model_config.cond_dropout_prob, noise_generator)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), train_config.grad_clip)
-            optimizer.step()
-            scheduler.step()
-            update_ema(ema_model, model, ema_decay_at(step, train_config.ema_decay))
-
-            value = loss.item()
-            smoothed_loss = value if math.isnan(smoothed_loss) else 0.98 * smoothed_loss + 0.02 * value
-            rate = len(batch["target_image"]) / max(time.perf_counter() - tick, 1e-9)
-            images_per_s = rate if step == 1 else 0.9 * images_per_s + 0.1 * rate
-            progress.set_postfix(loss=f"{smoothed_loss:.4f}", img_s=f"{images_per_s:.1f}")
+            loss_sum += run.train_step(pairs.sample(train_config.batch_size, run.data_generator))
+            window_steps += 1
             checkpoint_now = step % train_config.checkpoint_every == 0 or step == train_config.steps
-            if checkpoint_now or step % LOG_EVERY == 0:
-                logger.info("step %d/%d: loss %.4f (smoothed %.4f), %.1f images/s", step, train_config.steps, value,
-                            smoothed_loss, step * train_config.batch_size / (time.perf_counter() - start))
+            if checkpoint_now or step % train_config.log_every == 0:
+                loss = loss_sum.item() / window_steps  # the only host synchronisation
+                images_per_s = window_steps * train_config.batch_size / (time.perf_counter() - window_start)
+                progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_s:.1f}")
+                if group.is_main:
+                    logger.info("step %d/%d: loss %.4f, %.1f images/s", step, train_config.steps, loss, images_per_s)
+                if writer is not None:
+                    for name, value in (("loss", loss), ("lr", train_config.lr_at(step)),
+                                        ("images_per_s", images_per_s)):
+                        writer.add_scalar(f"train/{name}", value, step)
+                loss_sum.zero_()
+                window_start, window_steps = time.perf_counter(), 0
             if checkpoint_now:
-                save_checkpoint(out_dir, model, ema_model, model_config, step)
+                run.save(out_dir)
+                if writer is not None:
+                    writer.add_image("ema/cond_target_noisy_x0", _sample_grid(run, preview), step)
+                    writer.flush()
+        if writer is not None:
+            writer.close()
+    end_process_group(group)
     return out_dir

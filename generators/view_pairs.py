@@ -62,3 +62,45 @@ class ViewPairs(Dataset):
         return {"cond_image": self.images[scene][cond], "target_image": self.images[scene][target],
                 "cond_c2w": self.c2w[scene][cond], "target_c2w": self.c2w[scene][target],
                 "intrinsics": self.intrinsics[scene]}
+
+
+class DevicePairBatches:
+    """Every view of every scene as one uint8 tensor [V, 3, S, S] on `device`; random pairs are gathered there.
+
+    A training step then costs no host work and no host-to-device copy of images: the index draw, the gather and
+    the conversion to [-1, 1] are three small kernels (a DataLoader with workers would copy every batch through
+    pinned host memory instead). uint8 holds 8-bit source images exactly; resized images are rounded to 1/255.
+    Pairs are drawn independently and uniformly among all ordered pairs of `ViewPairs` (with replacement).
+    """
+
+    def __init__(self, pairs: ViewPairs, device: torch.device | str):
+        self.device, self.image_size = torch.device(device), pairs.image_size
+        self.images = torch.cat([((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+                                 for images in pairs.images]).to(self.device)  # [V, 3, S, S]
+        self.c2w = torch.cat(pairs.c2w).float().to(self.device)  # [V, 4, 4]
+        counts = torch.tensor([len(images) for images in pairs.images])
+        self.intrinsics = torch.cat([k.float().expand(n, 4) for k, n in zip(pairs.intrinsics, counts.tolist())]
+                                    ).to(self.device)  # [V, 4]
+        self.view_offsets = (torch.cumsum(counts, 0) - counts).to(self.device)  # [scenes] first view of each scene
+        self.views_per_scene = counts.to(self.device)
+        self.pair_offsets = torch.as_tensor(pairs._offsets, dtype=torch.int64, device=self.device)  # [scenes + 1]
+        self.num_pairs = len(pairs)
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
+        """A batch of `batch_size` random pairs, in the layout of `ViewPairs` items stacked ([B, 3, S, S] etc.).
+
+        `generator` must live on this object's device (it is all the randomness of the draw).
+        """
+        index = torch.randint(self.num_pairs, (batch_size,), generator=generator, device=self.device)
+        scene = torch.searchsorted(self.pair_offsets, index, right=True) - 1
+        local, others = index - self.pair_offsets[scene], self.views_per_scene[scene] - 1
+        target, cond = local // others, local % others
+        cond = cond + (cond >= target).long()  # the same enumeration as ViewPairs.pair
+        cond, target = self.view_offsets[scene] + cond, self.view_offsets[scene] + target
+        return {"cond_image": _to_unit(self.images[cond]), "target_image": _to_unit(self.images[target]),
+                "cond_c2w": self.c2w[cond], "target_c2w": self.c2w[target], "intrinsics": self.intrinsics[target]}
+
+
+def _to_unit(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [0, 255] images -> float32 [-1, 1], same shape."""
+    return images.float() / 127.5 - 1.0

@@ -101,9 +101,17 @@ class XUNetConfig:
 #: Named configurations. "tiny" trains on a 2-core CPU in minutes at 32x32 or 64x64
 #: (use `dataclasses.replace(PRESETS["tiny"], image_size=64)`). Its frames mix at 8x8 only: attention at 16x16
 #: would halve its CPU throughput, and the fourth level keeps an 8x8 level at 64x64 as well.
+#: "3dim-64" and "3dim-128" follow 3DiM's appendix (channel multipliers (1, 2, 2, 4), embedding width 1024, 3 ResNet
+#: blocks per level, attention with 4 heads at the 32, 16 and 8 pixel levels, dropout 0.1); "3dim-64" is the public
+#: PyTorch port's size (ch=128) and "3dim-128" the paper's (ch=256; 454M parameters here against the paper's 471M,
+#: see `nvsc generator info` and reports/benchmarks/generator.md for where the difference comes from).
+_3DIM = dict(ch_mult=(1, 2, 2, 4), num_res_blocks=3, attn_resolutions=(8, 16, 32), num_heads=4, dropout=0.1,
+             emb_ch=1024, pos_octaves=15)
 PRESETS: dict[str, XUNetConfig] = {
     "tiny": XUNetConfig(image_size=32, ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
                         num_heads=4, dropout=0.0, emb_ch=64, pos_octaves=6),
+    "3dim-64": XUNetConfig(image_size=64, ch=128, **_3DIM),
+    "3dim-128": XUNetConfig(image_size=128, ch=256, **_3DIM),
 }
 
 
@@ -235,8 +243,10 @@ class Conditioning(nn.Module):
         frame_logsnr = torch.stack([torch.full_like(logsnr, config.logsnr_max), logsnr], dim=1).flatten()
         logsnr_emb = self.logsnr_mlp(logsnr_embedding(frame_logsnr, config.ch, config.logsnr_min, config.logsnr_max))
 
-        c2w = torch.stack([cond_c2w, target_c2w], dim=1).flatten(0, 1).float()  # [B * 2, 4, 4]
-        intrinsics = intrinsics.float().expand(batch, 4).repeat_interleave(2, dim=0)
+        # Rays are built in torch on the model's device: no NumPy, no host round trip per forward pass.
+        device = logsnr.device
+        c2w = torch.stack([cond_c2w, target_c2w], dim=1).flatten(0, 1).to(device, torch.float32)  # [B * 2, 4, 4]
+        intrinsics = intrinsics.to(device, torch.float32).expand(batch, 4).repeat_interleave(2, dim=0)
         origins, directions = camera_rays(c2w, intrinsics, height, width)  # [B * 2, H, W, 3]
         pose = torch.cat([nerf_positional_encoding(origins, config.pos_octaves),
                           nerf_positional_encoding(directions, config.pos_octaves)], dim=-1).permute(0, 3, 1, 2)
@@ -303,8 +313,8 @@ class XUNet(nn.Module):
         if cond_mask is None:
             cond_mask = torch.ones(batch, device=z_t.device)
         cond_mask = cond_mask.to(device=z_t.device, dtype=z_t.dtype)
-        logsnr_emb, pose_embs = self.conditioning(logsnr.to(z_t.dtype), cond_c2w, target_c2w, intrinsics, cond_mask,
-                                                  height, width)
+        logsnr_emb, pose_embs = self.conditioning(logsnr.to(z_t.device, z_t.dtype), cond_c2w, target_c2w, intrinsics,
+                                                  cond_mask, height, width)
         # SiLU before FiLM's projection, as 3DiM's FiLM; computed once per level and shared by its blocks.
         emb_acts = [F.silu(logsnr_emb[:, :, None, None] + pose) for pose in pose_embs]
 

@@ -6,6 +6,8 @@
     nvsc report RUN_DIR... [--out DIR]   rebuild the report from the cached outputs of one or several runs
     nvsc weights list|fetch [NAME...]|import FILE [--name NAME]
                                          the metric networks' weights (LPIPS, FID/KID) in $NVSC_WEIGHTS_DIR
+    nvsc generator info [PRESET|CHECKPOINT...]   parameter counts of architecture presets and checkpoints
+    nvsc generator train --data ROOT --out DIR   train a generator outside the pipeline (also under torchrun)
 
 `nvsc run` passes its options to Luigi unchanged, so `--workers 2`, `--scheduler-host HOST` (a central `luigid`)
 and per-task overrides such as `--TrainGenerator-steps 500` work as they do for the `luigi` command. Without a
@@ -149,7 +151,65 @@ def weights_command(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"run": run, "render-meshes": render_meshes, "report": report,
+def generator(argv: list[str]) -> int:
+    """Inspect generator presets and checkpoints, or train one on a dataset in the SRN layout.
+
+    Several GPUs: `torchrun --nproc-per-node N -m pipeline.cli generator train ...` (every process gets a slice
+    of each batch; rank 0 writes the checkpoint). A killed run continues from its last checkpoint when restarted.
+    """
+    from generators.checkpoint import ARCHITECTURES
+    from generators.xunet import PRESETS
+
+    parser = argparse.ArgumentParser(prog="nvsc generator", description=generator.__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    info = commands.add_parser("info", help="Print parameter counts (a table) of presets and checkpoint folders.")
+    info.add_argument("names", nargs="*", help=f"Presets ({', '.join(PRESETS)}) or checkpoint folders; "
+                                               "all presets when none is given.")
+    info.add_argument("--architecture", default="xunet", choices=sorted(ARCHITECTURES),
+                      help="Architecture the presets are counted for.")
+    train = commands.add_parser("train", help="Train on the train split of an SRN-layout dataset.")
+    train.add_argument("--data", type=Path, required=True, help="Dataset root (holds *_train folders).")
+    train.add_argument("--out", type=Path, required=True, help="Checkpoint folder to write (and resume).")
+    train.add_argument("--preset", default="3dim-64", choices=sorted(PRESETS))
+    train.add_argument("--architecture", default="xunet", choices=sorted(ARCHITECTURES))
+    train.add_argument("--image-size", type=int, default=None, help="Default: the preset's.")
+    train.add_argument("--steps", type=int, default=100_000)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--grad-accumulation", type=int, default=1)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--warmup-steps", type=int, default=10_000)
+    train.add_argument("--checkpoint-every", type=int, default=1000)
+    train.add_argument("--compile", action="store_true", help="torch.compile the model (faster after minutes).")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto")
+    train.add_argument("--tensorboard", type=Path, default=None, help="Folder for TensorBoard event files.")
+    args = parser.parse_args(argv)
+    if args.command == "info":
+        from generators.info import describe, format_table
+
+        print(format_table(describe(args.names, args.architecture)))
+        return 0
+
+    from dataclasses import replace
+
+    from generators.training import TrainConfig, train_generator
+    from scenes.srn import list_srn_instances, read_srn_instance
+
+    model_config = PRESETS[args.preset]
+    if args.image_size is not None:
+        model_config = replace(model_config, image_size=args.image_size)
+    train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                               warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
+                               seed=args.seed, device=args.device, architecture=args.architecture,
+                               compile=args.compile, grad_accumulation=args.grad_accumulation)
+    scenes = [read_srn_instance(path, image_size=model_config.image_size)
+              for path in list_srn_instances(args.data, "train")]
+    out = train_generator(scenes, model_config, train_config, args.out, log_dir=args.tensorboard)
+    print(f"nvsc: checkpoint in {out.resolve()}")
+    return 0
+
+
+COMMANDS = {"run": run, "render-meshes": render_meshes, "generator": generator, "report": report,
             "weights": weights_command}
 
 

@@ -141,9 +141,15 @@ def load_instance(prepare: PrepareDataset, split: str, name: str):
 
 # ---------------------------------------------------------------------------------------------------- training
 class TrainGenerator(NvscTask):
-    """A pose-conditioned diffusion model (3DiM's X-UNet) trained on the training split; a checkpoint folder."""
+    """A pose-conditioned diffusion model (3DiM's X-UNet) trained on the training split; a checkpoint folder.
 
-    preset = luigi.Parameter(description="X-UNet architecture preset (see generators.xunet.PRESETS).")
+    Training writes its checkpoints into a work folder beside the output (`.<output name>.train`), so a run that
+    is killed continues from its last checkpoint when the same command is run again; the finished checkpoint and
+    the TensorBoard logs are then moved into the output folder.
+    """
+
+    preset = luigi.Parameter(description="Architecture preset (see generators.xunet.PRESETS).")
+    architecture = luigi.Parameter(description="`xunet` (3DiM) or `concat_unet` (the ablation's baseline).")
     steps = luigi.IntParameter(description="Optimizer steps.")
     batch_size = luigi.IntParameter(description="View pairs per step.")
     lr = luigi.FloatParameter(description="Peak learning rate of AdamW.")
@@ -152,23 +158,30 @@ class TrainGenerator(NvscTask):
     checkpoint_every = luigi.IntParameter(description="Steps between checkpoints.")
     seed = luigi.IntParameter(description="Seed of initialisation, batches and noise.")
     device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
+    compile = luigi.BoolParameter(significant=False, description="torch.compile the model (GPU speed).")
 
     def requires(self):
         return PrepareDataset()
 
     def label(self) -> str:
-        return f"xunet-{self.preset}"
+        return f"{self.architecture}-{self.preset}"
 
     def check_inputs(self) -> None:
+        from generators.checkpoint import ARCHITECTURES
         from generators.xunet import PRESETS
 
         if self.preset not in PRESETS:
             raise InvalidInputError("TrainGenerator.preset", f"unknown preset '{self.preset}'",
                                     f"use one of: {', '.join(sorted(PRESETS))}")
+        if self.architecture not in ARCHITECTURES:
+            raise InvalidInputError("TrainGenerator.architecture", f"unknown architecture '{self.architecture}'",
+                                    f"use one of: {', '.join(sorted(ARCHITECTURES))}")
 
     def produce(self, folder: Path) -> None:
+        import shutil
         from dataclasses import replace
 
+        from generators.checkpoint import STATE_FILE
         from generators.training import TrainConfig, train_generator
         from generators.xunet import PRESETS
         from scenes.srn import list_srn_instances, read_srn_instance
@@ -179,8 +192,15 @@ class TrainGenerator(NvscTask):
         model_config = replace(PRESETS[self.preset], image_size=prepare.image_size)
         train_config = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
                                    warmup_steps=self.warmup_steps, ema_decay=self.ema_decay,
-                                   checkpoint_every=self.checkpoint_every, seed=self.seed, device=self.device)
-        train_generator(scenes, model_config, train_config, folder / "checkpoint")
+                                   checkpoint_every=self.checkpoint_every, seed=self.seed, device=self.device,
+                                   architecture=self.architecture, compile=self.compile)
+        work = self.output().folder.parent / f".{self.output().folder.name}.train"
+        train_generator(scenes, model_config, train_config, work / "checkpoint", log_dir=work / "tensorboard")
+        (work / "checkpoint" / STATE_FILE).unlink(missing_ok=True)  # the product is the model, not the run
+        for name in ("checkpoint", "tensorboard"):
+            if (work / name).exists():
+                shutil.move(str(work / name), str(folder / name))
+        shutil.rmtree(work)
 
 
 # ---------------------------------------------------------------------------------------------------- per scene
@@ -276,8 +296,8 @@ class GenerateViews(SceneMethodTask):
         entry = self.parsed_method().generator
         self.sampling_config()  # a bad step rule or window fails where the DAG is built, before any task runs
         upstream = {"dataset": PrepareDataset()}
-        if entry.kind == "trained":
-            upstream["generator"] = TrainGenerator()
+        if entry.kind == "trained":  # the built-in architectures, trained by the pipeline under their own name
+            upstream["generator"] = TrainGenerator(architecture=entry.name)
         elif entry.kind in ("factory", "folder"):
             definition = entry.definition()
             if entry.kind == "folder":

@@ -8,7 +8,7 @@ from safetensors.torch import load_file, save_file
 
 from generators.checkpoint import load_checkpoint, save_checkpoint
 from tests.generators.micro_model import MICRO
-from generators.xunet import XUNet, XUNetConfig
+from generators.xunet import XUNet
 from scenes.errors import InvalidInputError
 
 
@@ -120,3 +120,69 @@ def test_loading_never_unpickles(checkpoint, monkeypatch):
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(torch, "load", refuse)
     load_checkpoint(checkpoint[0])
+
+
+def test_concat_unet_round_trip_and_config_names_the_architecture(tmp_path):
+    from generators.concat_unet import ConcatUNet
+
+    torch.manual_seed(0)
+    model = ConcatUNet(MICRO)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.1)
+    folder = save_checkpoint(tmp_path / "concat", model.eval(), model, MICRO, step=1)
+    assert json.loads((folder / "config.json").read_text())["architecture"] == "concat_unet"
+    loaded, _ = load_checkpoint(folder, architecture="concat_unet")
+    assert type(loaded) is ConcatUNet
+    with torch.no_grad():
+        assert torch.equal(loaded(*example_inputs()), model(*example_inputs()))
+
+
+@pytest.mark.parametrize("request_, message", [({"architecture": "concat_unet"}, "holds a 'xunet' model"),
+                                               ({"image_size": 64}, "trained at 8x8 pixels, not the requested 64x64")])
+def test_checkpoint_of_another_architecture_or_resolution_is_refused(checkpoint, request_, message):
+    with pytest.raises(InvalidInputError) as error:
+        load_checkpoint(checkpoint[0], **request_)
+    assert "config.json" in str(error.value) and message in str(error.value)
+
+
+def test_truncated_resume_state_names_the_file(tmp_path):
+    from generators.checkpoint import load_train_state
+
+    model = random_model(1)
+    folder = save_checkpoint(tmp_path / "ckpt", model, model, MICRO, step=3,
+                             train_state={"step": 3, "optimizer": {"moments": torch.ones(1000)}})
+    assert load_train_state(folder)["step"] == 3
+    truncate(folder / "train_state.pt")
+    with pytest.raises(InvalidInputError, match="train_state.pt.*truncated or corrupt"):
+        load_train_state(folder)
+
+
+def test_resume_state_with_a_pickled_object_is_refused(tmp_path):
+    import pickle
+
+    from generators.checkpoint import load_train_state
+
+    model = random_model(1)
+    folder = save_checkpoint(tmp_path / "ckpt", model, model, MICRO, step=3, train_state={"step": 3})
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    with open(folder / "train_state.pt", "wb") as handle:
+        pickle.dump({"step": 3, "payload": Payload()}, handle)
+    with pytest.raises(InvalidInputError, match="train_state.pt"):
+        load_train_state(folder)
+
+
+def test_a_save_killed_between_its_two_renames_is_recovered(checkpoint, tmp_path):
+    from generators.checkpoint import recover_checkpoint
+
+    folder = checkpoint[0]
+    (tmp_path / ".ckpt.staging").mkdir()  # a half-written new checkpoint
+    folder.rename(tmp_path / ".ckpt.old")  # the old one moved aside, the new one not yet in place
+    recover_checkpoint(folder)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+    assert json.loads((folder / "config.json").read_text())["step"] == 7
+    load_checkpoint(folder)

@@ -10,29 +10,9 @@ from generators.checkpoint import load_checkpoint
 from generators.schedule import CosineLogSNRSchedule
 from generators.training import TrainConfig, diffusion_loss, ema_decay_at, train_generator, update_ema
 from generators.view_pairs import ViewPairs
-from tests.generators.micro_model import MICRO
-from generators.xunet import XUNet, XUNetConfig
-from scenes.cameras import Cameras, Intrinsics, look_at
+from tests.generators.micro_model import MICRO, make_scenes
+from generators.xunet import XUNet
 from scenes.errors import InvalidInputError
-from scenes.scene import MultiViewScene
-
-
-
-
-
-
-def make_scenes(count: int, views: int, size: int, seed: int = 0) -> list[MultiViewScene]:
-    """Views of a colour gradient: each scene gets random colours, cameras on a ring around the origin."""
-    rng = np.random.default_rng(seed)
-    intrinsics = Intrinsics(fx=1.2 * size, fy=1.2 * size, cx=size / 2, cy=size / 2, width=size, height=size)
-    scenes = []
-    for s in range(count):
-        angles = s + np.linspace(0, 2 * np.pi, views, endpoint=False)
-        c2w = np.stack([look_at(np.array([2.5 * np.cos(a), 2.5 * np.sin(a), 1.0])) for a in angles])
-        ramp = np.linspace(0, 1, size, dtype=np.float32)[None, :, None, None] * rng.random((views, 1, 1, 3))
-        images = np.broadcast_to(ramp, (views, size, size, 3)) * 0.5 + 0.5 * rng.random((views, size, size, 3))
-        scenes.append(MultiViewScene(images.astype(np.float32), Cameras(c2w, intrinsics)))
-    return scenes
 
 
 def test_view_pairs_enumerate_distinct_views_of_one_scene_and_resize():
@@ -114,3 +94,53 @@ def test_train_config_rejects_bad_values_before_training():
         TrainConfig(steps=0)
     with pytest.raises(InvalidInputError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
+
+
+def test_device_pair_batches_draw_the_pairs_of_view_pairs():
+    from generators.view_pairs import DevicePairBatches
+
+    pairs = ViewPairs(make_scenes(3, 4, 8), 8)
+    batches = DevicePairBatches(pairs, "cpu")
+    batch = batches.sample(64, torch.Generator().manual_seed(0))
+    assert batch["cond_image"].shape == (64, 3, 8, 8) and batch["cond_image"].dtype == torch.float32
+    matched = 0
+    for i in range(64):  # every drawn pair is one of ViewPairs' pairs, images equal up to 8-bit rounding
+        for index in range(len(pairs)):
+            item = pairs[index]
+            if torch.equal(item["cond_c2w"], batch["cond_c2w"][i]) and torch.equal(item["target_c2w"],
+                                                                                  batch["target_c2w"][i]):
+                torch.testing.assert_close(batch["cond_image"][i], item["cond_image"], atol=0.5 / 127.5 + 1e-6,
+                                           rtol=0)
+                torch.testing.assert_close(batch["target_image"][i], item["target_image"], atol=0.5 / 127.5 + 1e-6,
+                                           rtol=0)
+                torch.testing.assert_close(batch["intrinsics"][i], item["intrinsics"])
+                matched += 1
+                break
+    assert matched == 64
+    assert all(not torch.equal(c, t) for c, t in zip(batch["cond_c2w"], batch["target_c2w"]))
+    many = batches.sample(2000, torch.Generator().manual_seed(1))
+    drawn = {(tuple(c.flatten().tolist()), tuple(t.flatten().tolist()))
+             for c, t in zip(many["cond_c2w"], many["target_c2w"])}
+    assert len(drawn) == len(pairs)  # uniform over all 3 * 4 * 3 ordered pairs: all of them turn up
+
+
+def test_tensorboard_gets_loss_lr_throughput_and_a_sample_grid(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = TrainConfig(steps=4, batch_size=2, warmup_steps=4, checkpoint_every=4, log_every=2, device="cpu")
+    train_generator(make_scenes(1, 3, 8), MICRO, config, tmp_path / "ckpt", log_dir=tmp_path / "tb")
+    events = EventAccumulator(str(tmp_path / "tb")).Reload()
+    assert set(events.Tags()["scalars"]) == {"train/loss", "train/lr", "train/images_per_s"}
+    assert [e.step for e in events.Scalars("train/lr")] == [2, 4]
+    assert [e.value for e in events.Scalars("train/lr")] == pytest.approx([config.lr_at(2), config.lr_at(4)])
+    assert events.Tags()["images"] == ["ema/cond_target_noisy_x0"]
+
+
+def test_resuming_into_a_folder_of_another_model_is_refused(tmp_path):
+    import dataclasses
+
+    config = TrainConfig(steps=2, batch_size=2, checkpoint_every=2, device="cpu")
+    train_generator(make_scenes(1, 3, 8), MICRO, config, tmp_path / "ckpt")
+    with pytest.raises(InvalidInputError, match="config.json"):
+        train_generator(make_scenes(1, 3, 8), dataclasses.replace(MICRO, ch=16), dataclasses.replace(config, steps=4),
+                        tmp_path / "ckpt")
