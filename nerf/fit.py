@@ -36,8 +36,9 @@ class NeRFConfig:
     field: FieldConfig = dataclass_field(default_factory=FieldConfig)
     """Architecture of the field."""
     steps: int = 600
-    """Optimisation steps (at most, with a `time_budget_s`). Far fewer (~300) at lr 3e-2 sometimes leave the colour sigmoid saturated (a fit that
-    lost some colours, depending on the seed), and held-out PSNR varies more between seeds."""
+    """Optimisation steps (at most, with a `time_budget_s`). Far fewer (~300) at lr 3e-2 sometimes leave the colour
+    sigmoid saturated (a fit that lost some colours, depending on the seed), and held-out PSNR varies more between
+    seeds."""
     rays_per_batch: int = 1024
     """Pixels drawn (uniformly over all training views) per step."""
     samples_per_ray: int = 24
@@ -151,7 +152,7 @@ def fit_nerf(scene: MultiViewScene, config: NeRFConfig) -> FittedNeRF:
     optimizer = torch.optim.Adam(
         [{"params": nerf_field.encoding_parameters(), "weight_decay": 0.0},
          {"params": nerf_field.mlp_parameters(), "weight_decay": config.weight_decay}],
-        lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
+        lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=device.type == "cuda")  # one kernel on a GPU
     logger.info("fitting a NeRF (%s backend, %s) on %d views of %dx%d for %d steps%s, scene box %s", nerf_field.backend,
                 device, len(scene), scene.cameras.intrinsics.width, scene.cameras.intrinsics.height, config.steps,
                 f" or {config.time_budget_s:g} s" if config.time_budget_s > 0 else "", box)

@@ -69,7 +69,8 @@ def split_indices(num_views: int, subset: SubsetConfig) -> tuple[np.ndarray, np.
         train = np.union1d(chosen, [keep])
     elif subset.train_fraction > 0:
         if not subset.train_fraction < 1:
-            raise InvalidInputError("SubsetConfig.train_fraction", f"{subset.train_fraction} leaves no view to hold out",
+            raise InvalidInputError("SubsetConfig.train_fraction",
+                                    f"{subset.train_fraction} leaves no view to hold out",
                                     "use a fraction in (0, 1), e.g. 0.75")
         count = max(1, int(round(subset.train_fraction * num_views)))
         others = np.random.default_rng(subset.seed).permutation(np.setdiff1d(np.arange(num_views), [keep]))
