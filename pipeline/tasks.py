@@ -237,6 +237,8 @@ class FitNeRF(SceneMethodTask):
     time_budget_s = luigi.FloatParameter(description="If > 0: stop the fit after this many seconds.")
     rays_per_batch = luigi.IntParameter(description="Rays per optimizer step.")
     samples_per_ray = luigi.IntParameter(description="Samples along each ray.")
+    background = luigi.ListParameter(description="RGB in [0, 1] behind the object, the colour the views were "
+                                                 "composited on (white for nvsc's datasets).")
     seed = luigi.IntParameter(description="Seed of initialisation, ray batches and the train_fraction draw.")
     device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
 
@@ -256,8 +258,8 @@ class FitNeRF(SceneMethodTask):
         from nerf.fit import NeRFConfig, check_config
 
         config = replace(NeRFConfig(), steps=self.steps, time_budget_s=self.time_budget_s,
-                         rays_per_batch=self.rays_per_batch, samples_per_ray=self.samples_per_ray, seed=self.seed,
-                         device=self.device)
+                         rays_per_batch=self.rays_per_batch, samples_per_ray=self.samples_per_ray,
+                         background=tuple(self.background), seed=self.seed, device=self.device)
         check_config(config)
         return config
 
