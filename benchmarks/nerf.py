@@ -86,10 +86,11 @@ def measure(encoding: nn.Module, bf16: bool, num_points: int, train: bool, args)
     positions = torch.rand(num_points, 3, device="cuda")  # [P, 3] in [0, 1]
     target = torch.rand(num_points, 16, device="cuda")  # [P, 16]
     optimizer = torch.optim.Adam(list(encoding.parameters()) + list(mlp.parameters()), lr=1e-2, eps=1e-15,
-                                 fused=args.fused_adam)
+                                 fused=args.fused_adam, capturable=args.cuda_graphs)
 
     def predict():
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        # A captured graph cannot reuse autocast's cached casts between replays (torch's CUDA graph notes).
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16, cache_enabled=not args.cuda_graphs):
             return mlp(encoding(positions)).float()
 
     def train_step():
@@ -102,8 +103,25 @@ def measure(encoding: nn.Module, bf16: bool, num_points: int, train: bool, args)
     def forward():
         predict()
 
-    seconds = time_per_call(train_step if train else forward, args.warmup, args.repeats, args.calls)
+    step = train_step if train else forward
+    seconds = time_per_call(captured(step) if args.cuda_graphs else step, args.warmup, args.repeats, args.calls)
     return num_points / seconds
+
+
+def captured(step):
+    """`step` recorded once as a CUDA graph (after warm-up calls on a side stream, as torch's whole-network
+    capture recipe does) and replayed: one launch per step instead of one per kernel. Inputs, parameters and
+    gradients live at fixed addresses, so every replay computes a fresh step on the same tensors."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def encoding_milliseconds(encoding: nn.Module, num_points: int, backward: bool, args) -> float:
@@ -198,13 +216,19 @@ def throughput_table(args) -> None:
             results[name] = [measure(encoding, bf16, points, train, args) for _, points, train in columns]
         except Exception as error:  # a backend failing on this machine still leaves the others' rows
             results[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
+            if args.cuda_graphs:  # a step that cannot be captured (nerfstudio's copies host tensors) runs eagerly
+                eager = argparse.Namespace(**{**vars(args), "cuda_graphs": False})
+                results[f"{name} [eager: {results.pop(name)[:60]}...]"] = [
+                    measure(encoding, bf16, points, train, eager) for _, points, train in columns]
     print(f"Encoding: {ENCODING_KWARGS}; MLP {2 * ENCODING_KWARGS['num_levels']}-64-64-16 in every row; "
-          f"{'fused' if args.fused_adam else 'foreach (default)'} Adam over table and MLP in every row. Median of "
+          f"{'fused' if args.fused_adam else 'foreach (default)'} Adam over table and MLP in every row"
+          f"{', each step replayed as a CUDA graph' if args.cuda_graphs else ''}. Median of "
           f"{args.repeats} repeats x {args.calls} calls after {args.warmup} warm-up calls.")
     print()
     print("| implementation | " + " | ".join(f"{title} (M points/s) | ratio" for title, _, _ in columns) + " |")
     print("|---|" + "---:|---:|" * len(columns))
-    baseline = results[PEER]
+    baseline = next(rates for name, rates in results.items() if name.startswith(PEER))
+    baseline = baseline if not isinstance(baseline, str) else [float("nan")] * len(columns)
     for name, rates in results.items():
         if isinstance(rates, str):
             print(f"| {name} | failed: {rates} |")
@@ -292,6 +316,9 @@ def main() -> None:
                         help="also time the encoding and the MLP alone, and sweep the Triton launch shapes")
     parser.add_argument("--fused-adam", action="store_true",
                         help="every row of (a) steps torch's fused Adam (one kernel; what the fits use on a GPU)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="every row of (a) replays its step as a captured CUDA graph (the fits do not: their "
+                             "sample counts change from step to step)")
     parser.add_argument("--fit", action="store_true", help="also run the fitting benchmark (b)")
     parser.add_argument("--fit-only", action="store_true", help="run the fitting benchmark (b) only")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="image sizes of the fitting benchmark")
