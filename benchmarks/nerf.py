@@ -1,9 +1,13 @@
-"""Hash encoding + MLP throughput, side by side in one run: nerfstudio's torch `HashEncoding`, our torch backend,
-our Triton backend. Prints a Markdown table (points/s and the ratio to nerfstudio's) on stdout.
+"""NeRF benchmarks, each side by side with nerfstudio's pure-torch `HashEncoding` in the same run (GPU).
 
-The workload is ANCHORS.md's: 16 levels, 2^19 entries per level, 2 features (resolutions 16..1024, nerfstudio's
-defaults), then an MLP with two hidden layers of 64; a training step is forward + backward + Adam over table and
-MLP. Run on a CUDA device: `python benchmarks/nerf.py`.
+(a) Throughput (default): hash encoding + MLP forward + backward + Adam, points/s, for nerfstudio's torch
+    `HashEncoding` and our backends, with the same MLP (32-64-64-16) in float32 and in bfloat16. The workload is
+    ANCHORS.md's: 16 levels, 2^19 entries per level, 2 features, resolutions 16..1024.
+(b) Fitting (`--fit`): a procedural object seen by 50 cameras at 64x64 and 128x128, 40 views to fit and 10 held
+    out; held-out PSNR after fits of 2, 5 and 10 s of wall time, for our default field and for the same field on
+    nerfstudio's torch encoding (float32 and bfloat16 MLP).
+
+Run on a CUDA device: `python benchmarks/nerf.py --breakdown --fit`. Prints Markdown tables on stdout.
 """
 
 from __future__ import annotations
@@ -20,24 +24,36 @@ from pathlib import Path
 if sys.path and Path(sys.path[0]).resolve() == Path(__file__).resolve().parent:
     sys.path[0] = str(Path(__file__).resolve().parents[1])
 
-import torch  # noqa: E402 (after the sys.path fix above)
+import numpy as np  # noqa: E402 (after the sys.path fix above)
+import torch  # noqa: E402
 from nerfstudio.field_components.encodings import HashEncoding  # noqa: E402
 from torch import nn  # noqa: E402
 
-from nerf.encoding import TorchHashEncoding, triton_import_error  # noqa: E402
+from nerf.encoding import triton_import_error  # noqa: E402
+from nerf.hash_grid import TorchHashEncoding  # noqa: E402
 
 ENCODING_KWARGS = dict(num_levels=16, min_res=16, max_res=1024, log2_hashmap_size=19, features_per_level=2)
+PEER = "nerfstudio HashEncoding (torch), fp32 MLP"
 
 
-def make_encodings() -> dict[str, nn.Module]:
-    """Name -> encoding module, in table order; the Triton one only where triton imports."""
-    encodings = {"nerfstudio HashEncoding (torch)": HashEncoding(implementation="torch", **ENCODING_KWARGS),
-                 "nvsc torch": TorchHashEncoding(**ENCODING_KWARGS)}
+def make_rows() -> dict[str, tuple[nn.Module, bool]]:
+    """Row name -> (encoding module, MLP in bfloat16), in table order; Triton rows only where triton imports.
+
+    Every row has the same MLP; bfloat16 rows run it under autocast (and our Triton encoding then writes its
+    output in bfloat16, which the first layer reads without a cast).
+    """
+    rows = {PEER: (HashEncoding(implementation="torch", **ENCODING_KWARGS), False),
+            "nerfstudio HashEncoding (torch), bf16 MLP": (HashEncoding(implementation="torch", **ENCODING_KWARGS),
+                                                          True),
+            "nvsc torch, fp32 MLP": (TorchHashEncoding(**ENCODING_KWARGS), False)}
     if triton_import_error() is None:
         from nerf.triton_hash import TritonHashEncoding
 
-        encodings["nvsc triton"] = TritonHashEncoding(**ENCODING_KWARGS)
-    return encodings
+        rows["nvsc triton, fp32 MLP"] = (TritonHashEncoding(**ENCODING_KWARGS), False)
+        bf16 = TritonHashEncoding(**ENCODING_KWARGS)
+        bf16.out_dtype = torch.bfloat16
+        rows["nvsc triton, bf16 MLP (our GPU default)"] = (bf16, True)
+    return rows
 
 
 def make_mlp(encoded_dim: int) -> nn.Module:
@@ -62,27 +78,50 @@ def time_per_call(fn, warmup: int, repeats: int, calls: int) -> float:
     return statistics.median(times)
 
 
-def measure(encoding: nn.Module, num_points: int, train: bool, args) -> float:
+def measure(encoding: nn.Module, bf16: bool, num_points: int, train: bool, args) -> float:
     """Points per second of one training step (forward + backward + Adam) or of one forward pass."""
     torch.manual_seed(0)
     encoding = encoding.cuda()
     mlp = make_mlp(encoding.get_out_dim()).cuda()
     positions = torch.rand(num_points, 3, device="cuda")  # [P, 3] in [0, 1]
     target = torch.rand(num_points, 16, device="cuda")  # [P, 16]
-    optimizer = torch.optim.Adam(list(encoding.parameters()) + list(mlp.parameters()), lr=1e-2, eps=1e-15)
+    optimizer = torch.optim.Adam(list(encoding.parameters()) + list(mlp.parameters()), lr=1e-2, eps=1e-15,
+                                 fused=args.fused_adam, capturable=args.cuda_graphs)
+
+    def predict():
+        # A captured graph cannot reuse autocast's cached casts between replays (torch's CUDA graph notes).
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16, cache_enabled=not args.cuda_graphs):
+            return mlp(encoding(positions)).float()
 
     def train_step():
-        loss = torch.nn.functional.mse_loss(mlp(encoding(positions)), target)
+        loss = torch.nn.functional.mse_loss(predict(), target)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
 
     @torch.no_grad()
     def forward():
-        mlp(encoding(positions))
+        predict()
 
-    seconds = time_per_call(train_step if train else forward, args.warmup, args.repeats, args.calls)
+    step = train_step if train else forward
+    seconds = time_per_call(captured(step) if args.cuda_graphs else step, args.warmup, args.repeats, args.calls)
     return num_points / seconds
+
+
+def captured(step):
+    """`step` recorded once as a CUDA graph (after warm-up calls on a side stream, as torch's whole-network
+    capture recipe does) and replayed: one launch per step instead of one per kernel. Inputs, parameters and
+    gradients live at fixed addresses, so every replay computes a fresh step on the same tensors."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    return graph.replay
 
 
 def encoding_milliseconds(encoding: nn.Module, num_points: int, backward: bool, args) -> float:
@@ -92,7 +131,8 @@ def encoding_milliseconds(encoding: nn.Module, num_points: int, backward: bool, 
     upstream = torch.randn(num_points, encoding.get_out_dim(), device="cuda")
 
     def forward_backward():
-        encoding(positions).backward(upstream)  # a contiguous [P, L * F] gradient, as nn.Linear's backward gives
+        encoded = encoding(positions)
+        encoded.backward(upstream.to(encoded.dtype))  # a contiguous [P, L * F] gradient, as nn.Linear's gives
         encoding.hash_table.grad = None
 
     @torch.no_grad()
@@ -102,7 +142,7 @@ def encoding_milliseconds(encoding: nn.Module, num_points: int, backward: bool, 
     return 1e3 * time_per_call(forward_backward if backward else forward, args.warmup, args.repeats, args.calls)
 
 
-def print_breakdown(encodings: dict[str, nn.Module], args) -> None:
+def print_breakdown(rows: dict[str, tuple[nn.Module, bool]], args) -> None:
     """Where a 2^20-point step spends its time, and the Triton kernels' launch shapes against each other."""
     num_points = 2**20
     print()
@@ -110,20 +150,31 @@ def print_breakdown(encodings: dict[str, nn.Module], args) -> None:
     print()
     print("| implementation | encoding forward | encoding forward + backward |")
     print("|---|---:|---:|")
-    for name, encoding in encodings.items():
-        print(f"| {name} | {encoding_milliseconds(encoding, num_points, False, args):.2f} | "
+    seen = set()
+    for name, (encoding, _) in rows.items():
+        key = (type(encoding).__name__, str(getattr(encoding, "out_dtype", "")))
+        if key in seen:
+            continue
+        seen.add(key)
+        print(f"| {name.split(',')[0]} (output {getattr(encoding, 'out_dtype', torch.float32)}) | "
+              f"{encoding_milliseconds(encoding, num_points, False, args):.2f} | "
               f"{encoding_milliseconds(encoding, num_points, True, args):.2f} |")
     mlp = make_mlp(2 * ENCODING_KWARGS["num_levels"]).cuda()
-    encoded = torch.rand(num_points, 2 * ENCODING_KWARGS["num_levels"], device="cuda", requires_grad=True)
     target = torch.rand(num_points, 16, device="cuda")
+    print()
+    for bf16 in (False, True):
+        encoded = torch.rand(num_points, 2 * ENCODING_KWARGS["num_levels"], device="cuda",
+                             dtype=torch.bfloat16 if bf16 else torch.float32, requires_grad=True)
 
-    def mlp_step():
-        torch.nn.functional.mse_loss(mlp(encoded), target).backward()
-        encoded.grad = None
-        mlp.zero_grad(set_to_none=True)
+        def mlp_step():
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+                out = mlp(encoded)
+            torch.nn.functional.mse_loss(out.float(), target).backward()
+            encoded.grad = None
+            mlp.zero_grad(set_to_none=True)
 
-    print(f"\nMLP forward + backward alone (input gradient included): "
-          f"{1e3 * time_per_call(mlp_step, args.warmup, args.repeats, args.calls):.2f} ms")
+        print(f"MLP forward + backward alone ({'bf16' if bf16 else 'fp32'}, input gradient included): "
+              f"{1e3 * time_per_call(mlp_step, args.warmup, args.repeats, args.calls):.2f} ms")
     table = torch.zeros(ENCODING_KWARGS["num_levels"] * 2**ENCODING_KWARGS["log2_hashmap_size"], 2, device="cuda",
                         requires_grad=True)
     table.grad = torch.randn_like(table)
@@ -132,11 +183,11 @@ def print_breakdown(encodings: dict[str, nn.Module], args) -> None:
         parameter.grad = torch.randn_like(parameter)
     print(f"Adam step over table and MLP alone: "
           f"{1e3 * time_per_call(optimizer.step, args.warmup, args.repeats, args.calls):.2f} ms")
-    if "nvsc triton" not in encodings:
+    if "nvsc triton, fp32 MLP" not in rows:
         return
-    triton_encoding = encodings["nvsc triton"]
+    triton_encoding = rows["nvsc triton, fp32 MLP"][0]
     print()
-    print("Triton launch shapes (points per program, layout of the encoded output):")
+    print("Triton launch shapes (points per program, layout of the encoded output; fp32 output and MLP):")
     print()
     print("| block | layout | encoding fwd+bwd (ms) | fwd+bwd+Adam (M points/s) |")
     print("|---:|---|---:|---:|")
@@ -146,43 +197,38 @@ def print_breakdown(encodings: dict[str, nn.Module], args) -> None:
             layout = "[L*F, P]" if feature_major else "[P, L*F]"
             try:
                 milliseconds = encoding_milliseconds(triton_encoding, num_points, True, args)
-                rate = measure(triton_encoding, num_points, True, args)
+                rate = measure(triton_encoding, False, num_points, True, args)
             except Exception as error:  # one launch shape failing to compile must not hide the others
                 print(f"| {block} | {layout} | failed: {type(error).__name__}: {str(error).splitlines()[0][:120]} | |")
                 continue
             print(f"| {block} | {layout} | {milliseconds:.2f} | {rate / 1e6:.1f} |")
+    triton_encoding.block_points, triton_encoding.feature_major = 256, True
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description="Hash encoding + MLP throughput, nerfstudio against nvsc.")
-    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
-    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
-    parser.add_argument("--calls", type=int, default=5, help="calls per timed repeat")
-    parser.add_argument("--breakdown", action="store_true",
-                        help="also time the encoding and the MLP alone, and sweep the Triton launch shapes")
-    args = parser.parse_args()
-    if not torch.cuda.is_available():
-        raise SystemExit("benchmarks/nerf.py needs a CUDA device")
-
+def throughput_table(args) -> None:
+    """Benchmark (a): the main table."""
     columns = [("fwd+bwd+Adam, 2^18 points", 2**18, True), ("fwd+bwd+Adam, 2^20 points", 2**20, True),
                ("forward, 2^20 points", 2**20, False)]
-    encodings = make_encodings()
+    rows = make_rows()
     results: dict[str, list[float] | str] = {}
-    for name, encoding in encodings.items():
+    for name, (encoding, bf16) in rows.items():
         try:
-            results[name] = [measure(encoding, points, train, args) for _, points, train in columns]
+            results[name] = [measure(encoding, bf16, points, train, args) for _, points, train in columns]
         except Exception as error:  # a backend failing on this machine still leaves the others' rows
             results[name] = f"{type(error).__name__}: {str(error).splitlines()[0][:200]}"
-
-    triton_version = "absent" if triton_import_error() is not None else importlib.metadata.version("triton")
-    print(f"Device: {torch.cuda.get_device_name()}; torch {torch.__version__} (CUDA {torch.version.cuda}); triton "
-          f"{triton_version}; {datetime.date.today().isoformat()}")
-    print(f"Encoding: {ENCODING_KWARGS}; MLP {2 * ENCODING_KWARGS['num_levels']}-64-64-16; Adam over table and "
-          f"MLP. Median of {args.repeats} repeats x {args.calls} calls after {args.warmup} warm-up calls.")
+            if args.cuda_graphs:  # a step that cannot be captured (nerfstudio's copies host tensors) runs eagerly
+                eager = argparse.Namespace(**{**vars(args), "cuda_graphs": False})
+                results[f"{name} [eager: {results.pop(name)[:60]}...]"] = [
+                    measure(encoding, bf16, points, train, eager) for _, points, train in columns]
+    print(f"Encoding: {ENCODING_KWARGS}; MLP {2 * ENCODING_KWARGS['num_levels']}-64-64-16 in every row; "
+          f"{'fused' if args.fused_adam else 'foreach (default)'} Adam over table and MLP in every row"
+          f"{', each step replayed as a CUDA graph' if args.cuda_graphs else ''}. Median of "
+          f"{args.repeats} repeats x {args.calls} calls after {args.warmup} warm-up calls.")
     print()
     print("| implementation | " + " | ".join(f"{title} (M points/s) | ratio" for title, _, _ in columns) + " |")
     print("|---|" + "---:|---:|" * len(columns))
-    baseline = results["nerfstudio HashEncoding (torch)"]
+    baseline = next(rates for name, rates in results.items() if name.startswith(PEER))
+    baseline = baseline if not isinstance(baseline, str) else [float("nan")] * len(columns)
     for name, rates in results.items():
         if isinstance(rates, str):
             print(f"| {name} | failed: {rates} |")
@@ -190,7 +236,111 @@ def main() -> None:
         cells = " | ".join(f"{rate / 1e6:.1f} | {rate / base:.1f}x" for rate, base in zip(rates, baseline))
         print(f"| {name} | {cells} |")
     if args.breakdown:
-        print_breakdown(encodings, args)
+        print_breakdown(rows, args)
+
+
+def benchmark_scene(size: int, category: str, num_views: int = 50, seed: int = 0, supersample: int = 4):
+    """A procedural object (as the dataset makes them) seen from `num_views` cameras over the upper sphere, each
+    pixel the mean of supersample^2 rays (anti-aliased, as a renderer or a generative model gives them)."""
+    from scenes.camera_paths import intrinsics_from_fov, sphere_cameras
+    from scenes.cameras import Cameras
+    from scenes.render import render_mesh
+    from scenes.scene import MultiViewScene
+    from scenes.shapes import make_object
+
+    rng = np.random.default_rng(seed)
+    item = make_object(category, rng)
+    c2w = sphere_cameras(num_views, 2.7, rng)  # the dataset's camera distance and field of view
+    fine, _ = render_mesh(item.mesh, Cameras(c2w, intrinsics_from_fov(45.0, size * supersample)),
+                          albedo_fn=item.albedo_fn)
+    images = fine.reshape(num_views, size, supersample, size, supersample, 3).mean(axis=(2, 4))
+    return MultiViewScene(images, Cameras(c2w, intrinsics_from_fov(45.0, size)))
+
+
+def fit_config(seconds: float, backend: str, mlp_precision: str, size: int, args):
+    """The GPU fit of the benchmark: a larger field, batch and learning-rate schedule than the CPU defaults.
+
+    The finest grid resolution defaults to twice the image size: the box spans about the image's width, so that is
+    two cells per pixel (a sweep at 64x64, 10 s: 30.1 dB at 128, 29.1 at 256, 29.4 at 512 with lr 2e-2).
+    """
+    from nerf.field import FieldConfig
+    from nerf.fit import NeRFConfig
+    from nerf.occupancy import OccupancyConfig
+
+    field = FieldConfig(num_levels=16, log2_hashmap_size=19, base_resolution=16, hidden_dim=64, backend=backend,
+                        max_resolution=args.max_resolution or 2 * size, mlp_precision=mlp_precision)
+    return NeRFConfig(field=field, steps=1_000_000, time_budget_s=seconds, rays_per_batch=8192, samples_per_ray=64,
+                      lr=args.lr, lr_final_factor=0.1, occupancy=OccupancyConfig(resolution=64), device=args.device,
+                      eval_chunk=65536)
+
+
+#: Field variants of the fitting benchmark: (name, encoding backend, MLP precision).
+FIT_METHODS = (("nvsc default (triton encoding, bf16 MLP)", "auto", "auto"),
+               ("nerfstudio torch HashEncoding, bf16 MLP", "nerfstudio", "bfloat16"),
+               ("nerfstudio torch HashEncoding, fp32 MLP", "nerfstudio", "float32"))
+
+
+def fitting_table(args) -> None:
+    """Benchmark (b): held-out PSNR against wall time of the fit, per image size, method and budget."""
+    from nerf.protocol import SubsetConfig, run_protocol
+
+    print()
+    print(f"Fitting a procedural {args.category}: 50 views, every 5th held out (40 fitted, 10 scored). Field: 16 "
+          f"levels x 2^19 x 2, resolutions 16..{args.max_resolution or '2 x image size'}, MLPs 64 wide; 8192 rays x "
+          f"64 samples per step, occupancy grid 64^3; fused Adam, lr {args.lr:g} decaying to a tenth of it over the "
+          f"budget. Seconds = optimisation wall time (rendering the held-out views not included). One fit per cell, "
+          f"seed 0.")
+    print()
+    print("| views | method | " + " | ".join(f"{b:g} s: PSNR (steps)" for b in args.budgets) + " |")
+    print("|---|---|" + "---:|" * len(args.budgets))
+    subset = SubsetConfig(heldout_every=5)
+    for size in args.sizes:
+        scene = benchmark_scene(size, args.category)
+        for name, backend, precision in [FIT_METHODS[i] for i in args.methods]:
+            # An untimed short fit first: Triton compiles its kernels and the allocator warms up.
+            run_protocol(scene, subset, fit_config(0.5, backend, precision, size, args))
+            cells = []
+            for budget in args.budgets:
+                result = run_protocol(scene, subset, fit_config(budget, backend, precision, size, args))
+                error = np.mean((result.renders.images.astype(np.float64) - result.heldout.images) ** 2)
+                cells.append(f"{-10 * np.log10(error):.2f} dB ({result.fitted.steps})")
+            print(f"| {size}x{size} | {name} | " + " | ".join(cells) + " |", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="NeRF benchmarks, nerfstudio's torch hash encoding against nvsc.")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed calls before timing")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats; the median is reported")
+    parser.add_argument("--calls", type=int, default=5, help="calls per timed repeat")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="also time the encoding and the MLP alone, and sweep the Triton launch shapes")
+    parser.add_argument("--fused-adam", action="store_true",
+                        help="every row of (a) steps torch's fused Adam (one kernel; what the fits use on a GPU)")
+    parser.add_argument("--cuda-graphs", action="store_true",
+                        help="every row of (a) replays its step as a captured CUDA graph (the fits do not: their "
+                             "sample counts change from step to step)")
+    parser.add_argument("--fit", action="store_true", help="also run the fitting benchmark (b)")
+    parser.add_argument("--fit-only", action="store_true", help="run the fitting benchmark (b) only")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="image sizes of the fitting benchmark")
+    parser.add_argument("--budgets", type=float, nargs="+", default=[2.0, 5.0, 10.0], help="seconds per fit")
+    parser.add_argument("--category", default="mug", help="procedural object category of the fitting benchmark")
+    parser.add_argument("--device", default="cuda", help="device of the fitting benchmark (cpu: a smoke test)")
+    parser.add_argument("--max-resolution", type=int, default=0,
+                        help="finest grid resolution of the fits (0: twice the image size)")
+    parser.add_argument("--lr", type=float, default=1e-2, help="initial learning rate of the fits")
+    parser.add_argument("--methods", type=int, nargs="+", default=list(range(len(FIT_METHODS))),
+                        help="indices into FIT_METHODS of the fitting benchmark's rows")
+    args = parser.parse_args()
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise SystemExit("benchmarks/nerf.py needs a CUDA device")
+    if args.device == "cuda":
+        triton_version = "absent" if triton_import_error() is not None else importlib.metadata.version("triton")
+        print(f"Device: {torch.cuda.get_device_name()}; torch {torch.__version__} (CUDA {torch.version.cuda}); "
+              f"triton {triton_version}; {datetime.date.today().isoformat()}")
+    if not args.fit_only:
+        throughput_table(args)
+    if args.fit or args.fit_only:
+        fitting_table(args)
 
 
 if __name__ == "__main__":

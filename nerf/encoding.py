@@ -3,9 +3,8 @@
 Backends:
 - `tcnn`: tiny-cuda-nn's fused CUDA kernel, used whenever `import tinycudann` works and the field lives on a GPU.
 - `triton`: our Triton kernels (`nerf/triton_hash.py`), used on a GPU when tinycudann does not import and triton does.
-- `torch`: nerfstudio's pure-torch `HashEncoding` (same parameters, hash and level scales), with a forward pass
-  that hashes all 8 cell corners in one broadcast and a backward pass that is one scatter-add; about 4x faster
-  on a CPU than nerfstudio's corner-by-corner version and equal to it up to float rounding (tests compare them).
+- `torch`: `nerf.hash_grid.TorchHashEncoding`, the readable reference in plain torch.
+All three share tiny-cuda-nn's layout and hash (`nerf/hash_grid.py`), so one table means the same field in each.
 """
 
 from __future__ import annotations
@@ -17,8 +16,8 @@ from typing import TYPE_CHECKING
 
 import torch
 from nerfstudio.field_components.encodings import HashEncoding
-from torch import Tensor
 
+from nerf.hash_grid import TorchHashEncoding
 from scenes.errors import InvalidInputError
 
 if TYPE_CHECKING:
@@ -29,13 +28,7 @@ logger = logging.getLogger(__name__)
 #: The official install command of tiny-cuda-nn's torch bindings (needs a CUDA toolkit).
 TCNN_INSTALL_COMMAND = "pip install ninja git+https://github.com/NVlabs/tiny-cuda-nn/#subdirectory=bindings/torch"
 #: Values accepted by `FieldConfig.backend`.
-BACKEND_CHOICES = ("auto", "torch", "triton", "tcnn")
-
-# instant-NGP's spatial hash primes (Eq. 4), as int32 with the same low 32 bits: products wrap modulo 2^32 like
-# the uint32 arithmetic of the paper, and the table size is a power of two, so the index (low bits of the xor) is
-# the one nerfstudio's int64 arithmetic gives.
-_PRIMES = (1, 2654435761 - 2**32, 805459861)
-
+BACKEND_CHOICES = ("auto", "torch", "triton", "tcnn", "nerfstudio")
 
 @functools.cache
 def import_error(module: str) -> str | None:
@@ -89,69 +82,6 @@ def resolve_backend(requested: str, device: torch.device | str) -> str:
     return requested
 
 
-class TorchHashEncoding(HashEncoding):
-    """nerfstudio's pure-torch hash encoding with a faster forward pass (same table, hash, scales and output).
-
-    Input positions [P, 3] in [0, 1]; output [P, num_levels * features_per_level].
-    """
-
-    def __init__(self, num_levels: int, min_res: int, max_res: int, log2_hashmap_size: int, features_per_level: int):
-        super().__init__(num_levels=num_levels, min_res=min_res, max_res=max_res, log2_hashmap_size=log2_hashmap_size,
-                         features_per_level=features_per_level, implementation="torch")
-        self.register_buffer("level_scales", self.scalings.to(torch.float32).view(-1, 1, 1), persistent=False)
-        self.register_buffer("level_offsets", self.hash_offset.to(torch.int32).view(-1, 1, 1, 1, 1), persistent=False)
-
-    def pytorch_fwd(self, in_tensor: Tensor) -> Tensor:
-        # Work in [L, ..., P] layouts: the point axis innermost keeps every elementwise op contiguous and vectorised.
-        points = in_tensor.t()  # [3, P]
-        num_points, levels, features = points.shape[1], self.num_levels, self.features_per_level
-        scaled = points[None] * self.level_scales  # [L, 3, P]
-        lower = torch.floor(scaled)
-        frac = scaled - lower  # [L, 3, P] trilinear weight of each axis's upper corner
-        lower = lower.to(torch.int32)
-        # Hash each axis's two grid coordinates once, then combine the 8 corners by broadcasting xor.
-        # Corner (i, j, k) in {0, 1}^3 sits at [:, i, j, k] of the [L, 2, 2, 2, P] arrays below.
-        axis_hash = [torch.stack([lower[:, a] * _PRIMES[a], (lower[:, a] + 1) * _PRIMES[a]], dim=1)
-                     for a in range(3)]  # 3 x [L, 2, P]
-        corner_hash = (axis_hash[0][:, :, None, None] ^ axis_hash[1][:, None, :, None]
-                       ^ axis_hash[2][:, None, None, :])  # [L, 2, 2, 2, P]
-        row = (corner_hash & (self.hash_table_size - 1)) + self.level_offsets  # [L, 2, 2, 2, P] table rows
-        axis_weight = torch.stack([1 - frac, frac], dim=2)  # [L, 3, 2, P]
-        weight = (axis_weight[:, 0, :, None, None] * axis_weight[:, 1, None, :, None]
-                  * axis_weight[:, 2, None, None, :]).view(levels, 8, num_points)  # [L, 8, P]
-        corner_features = gather_rows_transposed(self.hash_table, row.view(-1).to(torch.int64))  # [F, L * 8 * P]
-        corner_features = corner_features.view(features, levels, 8, num_points)
-        encoded = (corner_features * weight).sum(dim=2)  # [F, L, P]
-        return encoded.permute(2, 1, 0).reshape(num_points, levels * features)
-
-
-class _GatherRowsTransposed(torch.autograd.Function):
-    """table[index].T, whose backward is one scatter-add along the rows of a [F, N] gradient.
-
-    torch's own backward of row indexing (index_add / index_put with accumulate) is several times slower on a
-    CPU than this scatter-add, and the table gradient is a bottleneck of a fit.
-    """
-
-    @staticmethod
-    def forward(ctx, table: Tensor, index: Tensor) -> Tensor:
-        ctx.save_for_backward(index)
-        ctx.num_rows = table.shape[0]
-        return table.t().index_select(1, index)
-
-    @staticmethod
-    def backward(ctx, grad_columns: Tensor):
-        (index,) = ctx.saved_tensors
-        features = grad_columns.shape[0]
-        grad_table = torch.zeros((features, ctx.num_rows), dtype=grad_columns.dtype, device=grad_columns.device)
-        grad_table.scatter_add_(1, index.view(1, -1).expand(features, -1), grad_columns.contiguous())
-        return grad_table.t().contiguous(), None
-
-
-def gather_rows_transposed(table: Tensor, index: Tensor) -> Tensor:
-    """Rows of `table` [N, F] at int64 `index` [M], as columns [F, M]; differentiable in `table`."""
-    return _GatherRowsTransposed.apply(table, index)
-
-
 def make_hash_encoding(config: FieldConfig, device: torch.device | str) -> tuple[torch.nn.Module, str]:
     """A hash encoding on `device` for inputs [P, 3] in [0, 1], and the name of the backend it uses.
 
@@ -173,11 +103,15 @@ def make_hash_encoding(config: FieldConfig, device: torch.device | str) -> tuple
     kwargs = dict(num_levels=config.num_levels, min_res=config.base_resolution, max_res=config.max_resolution,
                   log2_hashmap_size=config.log2_hashmap_size, features_per_level=config.features_per_level)
     if backend == "tcnn":
+        # nerfstudio's wrapper configures tiny-cuda-nn's "HashGrid" with the same growth factor as
+        # `nerf.hash_grid.per_level_scale`, so its parameter array has our layout.
         module = HashEncoding(implementation="tcnn", **kwargs)
     elif backend == "triton":
         from nerf.triton_hash import TritonHashEncoding  # imports triton, which the probe above found
 
         module = TritonHashEncoding(**kwargs)
+    elif backend == "nerfstudio":
+        module = HashEncoding(implementation="torch", **kwargs)
     else:
         module = TorchHashEncoding(**kwargs)
     logger.info("hash encoding: backend %s, %d levels of 2^%d x %d, resolutions %d..%d", backend,

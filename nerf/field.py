@@ -42,7 +42,11 @@ class FieldConfig:
     """Geometry features passed from the density MLP to the colour MLP."""
     backend: str = "auto"
     """Hash encoding backend: "auto" (on CUDA: tcnn when it imports, else triton; torch on the CPU), "torch",
-    "triton" or "tcnn"."""
+    "triton", "tcnn", or "nerfstudio" (nerfstudio's own pure-torch `HashEncoding`, without tiny-cuda-nn's layout:
+    the peer that benchmarks compare with)."""
+    mlp_precision: str = "auto"
+    """Arithmetic of the two MLPs: "float32", "bfloat16" (autocast; tiny-cuda-nn's MLPs run in half precision
+    too), or "auto" (bfloat16 on CUDA, float32 elsewhere). Densities and colours leave the field as float32."""
     aabb: tuple[tuple[float, float, float], tuple[float, float, float]] = ((-1.0, -1.0, -1.0), (1.0, 1.0, 1.0))
     """Scene box (min corner, max corner) in world units; objects sit inside the unit sphere, so [-1, 1]^3."""
 
@@ -81,9 +85,16 @@ class HashGridField(nn.Module):
             if int(getattr(config, name)) < 1:
                 raise InvalidInputError(f"FieldConfig.{name}", f"must be a positive integer, got "
                                                                f"{getattr(config, name)}", "use the default")
+        if config.mlp_precision not in ("auto", "float32", "bfloat16"):
+            raise InvalidInputError("FieldConfig.mlp_precision", f"unknown precision {config.mlp_precision!r}",
+                                    "use 'auto', 'float32' or 'bfloat16'")
         self.config = config
         self.register_buffer("aabb", aabb)
         self.encoding, self.backend = make_hash_encoding(config, device)
+        self.mlp_bfloat16 = config.mlp_precision == "bfloat16" or (config.mlp_precision == "auto"
+                                                                   and torch.device(device).type == "cuda")
+        if self.mlp_bfloat16 and self.backend == "triton":
+            self.encoding.out_dtype = torch.bfloat16  # what the first layer reads: half the bytes, no cast
         encoded_dim = config.num_levels * config.features_per_level
         self.density_mlp = nn.Sequential(nn.Linear(encoded_dim, config.hidden_dim), nn.ReLU(),
                                          nn.Linear(config.hidden_dim, 1 + config.geo_feat_dim))
@@ -97,15 +108,21 @@ class HashGridField(nn.Module):
 
     def density(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Volume density sigma [P] (per world unit) and geometry features [P, geo_feat_dim] at positions [P, 3]."""
-        encoded = self.encoding(self.normalize(positions)).float()  # [P, L * F]
-        hidden = self.density_mlp(encoded)  # [P, 1 + geo_feat_dim]
+        encoded = self.encoding(self.normalize(positions))  # [P, L * F]
+        with self._mlp_autocast(positions):
+            hidden = self.density_mlp(encoded if self.mlp_bfloat16 else encoded.float())  # [P, 1 + geo_feat_dim]
         # The shift by -1 starts the fit from a mostly transparent box (as nerfstudio's fields do).
-        sigma = trunc_exp(hidden[:, 0] - 1.0)
+        sigma = trunc_exp(hidden[:, 0].float() - 1.0)
         return sigma, hidden[:, 1:]
 
     def rgb(self, geo_feat: Tensor) -> Tensor:
         """Colour [P, 3] in (0, 1) from geometry features [P, geo_feat_dim] alone."""
-        return torch.sigmoid(self.color_mlp(geo_feat))
+        with self._mlp_autocast(geo_feat):
+            logits = self.color_mlp(geo_feat)
+        return torch.sigmoid(logits.float())
+
+    def _mlp_autocast(self, like: Tensor) -> torch.autocast:
+        return torch.autocast(like.device.type, dtype=torch.bfloat16, enabled=self.mlp_bfloat16)
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Density [P] and colour [P, 3] at world positions [P, 3]."""

@@ -2,8 +2,8 @@
 
 Training follows instant-NGP (Mueller et al. 2022, Sec. 4): random pixels drawn across all training views each
 step, an L2 loss on colour, Adam with beta2 = 0.99 and eps = 1e-15 (their hash-table entries see tiny gradients;
-a larger eps would freeze the rarely hit ones), weight decay on the MLP weights only, and an exponentially
-decaying learning rate.
+a larger eps would freeze the rarely hit ones), weight decay on the MLP weights only, an exponentially
+decaying learning rate, and an occupancy grid that skips empty space (`nerf/occupancy.py`).
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field as dataclass_field
+from dataclasses import dataclass, field as dataclass_field, replace
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from nerf.field import FieldConfig, HashGridField
+from nerf.occupancy import OccupancyConfig, OccupancyGrid, check_occupancy_config
 from nerf.renderer import render_rays
+from nerf.scene_box import scene_box_from_cameras
 from scenes.cameras import Cameras, camera_rays
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
@@ -34,8 +36,9 @@ class NeRFConfig:
     field: FieldConfig = dataclass_field(default_factory=FieldConfig)
     """Architecture of the field."""
     steps: int = 600
-    """Optimisation steps. Far fewer (~300) at lr 3e-2 sometimes leave the colour sigmoid saturated (a fit that
-    lost some colours, depending on the seed), and held-out PSNR varies more between seeds."""
+    """Optimisation steps (at most, with a `time_budget_s`). Far fewer (~300) at lr 3e-2 sometimes leave the colour
+    sigmoid saturated (a fit that lost some colours, depending on the seed), and held-out PSNR varies more between
+    seeds."""
     rays_per_batch: int = 1024
     """Pixels drawn (uniformly over all training views) per step."""
     samples_per_ray: int = 24
@@ -54,6 +57,14 @@ class NeRFConfig:
     """"auto" (CUDA when available), "cpu" or "cuda"."""
     eval_chunk: int = 8192
     """Rays rendered at a time when rendering views."""
+    time_budget_s: float = 0.0
+    """If > 0: stop after this many seconds of optimisation even before `steps` (the learning rate decays over
+    whichever runs out first). A fit that stops on time depends on the machine's speed, not only on the seed."""
+    scene_box: tuple[tuple[float, float, float], tuple[float, float, float]] | None = None
+    """Box (min corner, max corner) that holds the object, in world units; None: from the training cameras
+    (`nerf.scene_box.scene_box_from_cameras`). Replaces `field.aabb`."""
+    occupancy: OccupancyConfig = dataclass_field(default_factory=OccupancyConfig)
+    """The occupancy grid that skips empty space."""
 
 
 @dataclass
@@ -70,6 +81,10 @@ class FittedNeRF:
     """Mean squared error of the last training batch."""
     seconds: float = float("nan")
     """Wall time of the optimisation."""
+    steps: int = 0
+    """Optimisation steps taken (fewer than `config.steps` when the time budget ran out)."""
+    occupancy: OccupancyGrid | None = None
+    """The occupancy grid at the end of the fit (rendering skips its empty cells); None without one."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -93,6 +108,10 @@ def check_config(config: NeRFConfig) -> None:
     if not config.lr > 0 or not 0 < config.lr_final_factor <= 1:
         raise InvalidInputError("NeRFConfig.lr", f"lr={config.lr}, lr_final_factor={config.lr_final_factor}",
                                 "use lr > 0 and 0 < lr_final_factor <= 1")
+    if not config.time_budget_s >= 0:
+        raise InvalidInputError("NeRFConfig.time_budget_s", f"must be 0 (none) or positive, got {config.time_budget_s}",
+                                "give seconds, e.g. 10")
+    check_occupancy_config(config.occupancy)
     if config.weight_decay < 0:
         raise InvalidInputError("NeRFConfig.weight_decay", f"negative ({config.weight_decay})", "use 0 or more")
     background = np.asarray(config.background, dtype=float)
@@ -117,41 +136,58 @@ def fit_nerf(scene: MultiViewScene, config: NeRFConfig) -> FittedNeRF:
         raise InvalidInputError("scene images", "values outside [0, 1] or not finite",
                                 "store colours as float32 in [0, 1]")
     device = resolve_device(config.device)
+    box = config.scene_box if config.scene_box is not None else scene_box_from_cameras(scene.cameras)
     # Seed a private copy of torch's generators for the initial weights, so a fit neither depends on nor
     # disturbs the caller's random state.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed)
-        nerf_field = HashGridField(config.field, device)
+        nerf_field = HashGridField(replace(config.field, aabb=box), device)
     generator = torch.Generator(device=device).manual_seed(config.seed)
+    grid = OccupancyGrid(config.occupancy, nerf_field.aabb) if config.occupancy.enabled else None
+    # The grid's opacity threshold is for the longest sample step the renderer takes: the box diagonal's share.
+    step_size = float((nerf_field.aabb[1] - nerf_field.aabb[0]).norm()) / config.samples_per_ray
 
     origins, directions = scene_rays(scene.cameras, device)
     pixels = torch.as_tensor(scene.images, device=device).reshape(-1, 3)
     optimizer = torch.optim.Adam(
         [{"params": nerf_field.encoding_parameters(), "weight_decay": 0.0},
          {"params": nerf_field.mlp_parameters(), "weight_decay": config.weight_decay}],
-        lr=config.lr, betas=(0.9, 0.99), eps=1e-15)
-    decay = config.lr_final_factor ** (1.0 / max(config.steps - 1, 1))
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=decay)
-    logger.info("fitting a NeRF (%s backend, %s) on %d views of %dx%d for %d steps", nerf_field.backend, device,
-                len(scene), scene.cameras.intrinsics.width, scene.cameras.intrinsics.height, config.steps)
+        lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=device.type == "cuda")  # one kernel on a GPU
+    logger.info("fitting a NeRF (%s backend, %s) on %d views of %dx%d for %d steps%s, scene box %s", nerf_field.backend,
+                device, len(scene), scene.cameras.intrinsics.width, scene.cameras.intrinsics.height, config.steps,
+                f" or {config.time_budget_s:g} s" if config.time_budget_s > 0 else "", box)
 
     start = time.perf_counter()
-    loss_value = float("nan")
-    progress = tqdm(range(config.steps), desc="NeRF fit", disable=None, leave=False)
-    for step in progress:
+    loss_value, step = float("nan"), 0
+    progress = tqdm(total=config.steps, desc="NeRF fit", disable=None, leave=False)
+    while step < config.steps:
+        elapsed = time.perf_counter() - start
+        if config.time_budget_s > 0 and elapsed >= config.time_budget_s:
+            break
+        # Exponential decay to lr * lr_final_factor over the fit, measured in steps or in time, whichever is
+        # further along.
+        done = max(step / max(config.steps - 1, 1), elapsed / config.time_budget_s if config.time_budget_s else 0.0)
+        for group in optimizer.param_groups:
+            group["lr"] = config.lr * config.lr_final_factor ** min(done, 1.0)
         index = torch.randint(0, pixels.shape[0], (config.rays_per_batch,), generator=generator, device=device)
-        predicted = render_rays(nerf_field, origins[index], directions[index], config, True, generator)
+        predicted = render_rays(nerf_field, origins[index], directions[index], config, True, generator, grid)
         loss = torch.nn.functional.mse_loss(predicted, pixels[index])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
-        scheduler.step()
+        if grid is not None and grid.due(step):
+            grid.update(nerf_field, step_size, generator)
         if step % 25 == 0 or step == config.steps - 1:
             loss_value = loss.item()
             progress.set_postfix(loss=f"{loss_value:.4f}", psnr=f"{-10 * math.log10(max(loss_value, 1e-10)):.2f}")
+        step += 1
+        progress.update()
+    progress.close()
+    loss_value = loss.item() if step > 0 else loss_value
     seconds = time.perf_counter() - start
-    logger.info("NeRF fit done in %.1f s, last batch loss %.5f", seconds, loss_value)
-    return FittedNeRF(nerf_field, config, device, loss_value, seconds)
+    logger.info("NeRF fit: %d steps in %.1f s, last batch loss %.5f, %s of the grid occupied", step, seconds,
+                loss_value, f"{grid.occupied_fraction():.0%}" if grid is not None else "all")
+    return FittedNeRF(nerf_field, config, device, loss_value, seconds, step, grid)
 
 
 @torch.no_grad()
@@ -161,7 +197,7 @@ def render_views(fitted: FittedNeRF, cameras: Cameras) -> np.ndarray:
     images = []
     for i in tqdm(range(len(cameras)), desc="NeRF render", disable=None, leave=False):
         origins, directions = scene_rays(cameras[i], fitted.device)
-        rgb = render_rays(fitted.field, origins, directions, fitted.config, training=False)
+        rgb = render_rays(fitted.field, origins, directions, fitted.config, training=False, grid=fitted.occupancy)
         images.append(rgb.clamp(0.0, 1.0).reshape(k.height, k.width, 3).cpu().numpy())
     if not images:
         return np.zeros((0, k.height, k.width, 3), dtype=np.float32)

@@ -328,31 +328,59 @@ class GenerateViews(SceneMethodTask):
 
 class FitNeRF(SceneMethodTask):
     """3DiM's protocol: a NeRF without view dependence fitted on a subset of the views, rendered at the held-out
-    cameras; the renders in `transforms.json` layout."""
+    cameras. The folder holds the renders in `transforms.json` layout, `scene/` (every view, with the split as
+    `train_filenames` / `test_filenames`, for `ns-train ... --data`) and `nerf.json` (the fit's summary)."""
 
-    heldout_every = luigi.IntParameter(description="Hold out every k-th view (the input view is kept).")
-    steps = luigi.IntParameter(description="Optimizer steps of the fit.")
+    heldout_every = luigi.IntParameter(description="Hold out every k-th view (the input view is kept), unless "
+                                                   "train_fraction or train_views is set.")
+    train_fraction = luigi.FloatParameter(description="If > 0: train on this fraction of the views (drawn from "
+                                                      "seed, the input view always in), unless train_views is set.")
+    train_views = luigi.ListParameter(description="If not empty: indices of the training views (the input view "
+                                                  "is added).")
+    steps = luigi.IntParameter(description="Optimizer steps of the fit (at most, with a time budget).")
+    time_budget_s = luigi.FloatParameter(description="If > 0: stop the fit after this many seconds.")
     rays_per_batch = luigi.IntParameter(description="Rays per optimizer step.")
     samples_per_ray = luigi.IntParameter(description="Samples along each ray.")
-    seed = luigi.IntParameter(description="Seed of initialisation and ray batches.")
+    background = luigi.ListParameter(description="RGB in [0, 1] behind the object, the colour the views were "
+                                                 "composited on (white for nvsc's datasets).")
+    seed = luigi.IntParameter(description="Seed of initialisation, ray batches and the train_fraction draw.")
     device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
 
     def requires(self):
         return GenerateViews(scene=self.scene, method=self.method)
 
-    def produce(self, folder: Path) -> None:
+    def subset_config(self):
+        from nerf.protocol import SubsetConfig
+
+        return SubsetConfig(heldout_every=self.heldout_every, train_fraction=self.train_fraction,
+                            train_views=tuple(self.train_views), keep_view=self.requires().input_view,
+                            seed=self.seed)
+
+    def nerf_config(self):
         from dataclasses import replace
 
-        from nerf.fit import NeRFConfig
-        from nerf.protocol import fit_and_render_heldout
-        from scenes.scene import MultiViewScene
-        from scenes.transforms_json import read_transforms, write_transforms
+        from nerf.fit import NeRFConfig, check_config
+
+        config = replace(NeRFConfig(), steps=self.steps, time_budget_s=self.time_budget_s,
+                         rays_per_batch=self.rays_per_batch, samples_per_ray=self.samples_per_ray,
+                         background=tuple(self.background), seed=self.seed, device=self.device)
+        check_config(config)
+        return config
+
+    def check_inputs(self) -> None:
+        from nerf.protocol import split_indices
+        from scenes.transforms_json import read_transforms
+
+        self.nerf_config()
+        split_indices(len(read_transforms(self.requires().output().folder)), self.subset_config())
+
+    def produce(self, folder: Path) -> None:
+        from nerf.export import export_protocol
+        from nerf.protocol import run_protocol
+        from scenes.transforms_json import read_transforms
 
         views = read_transforms(self.requires().output().folder)
-        config = replace(NeRFConfig(), steps=self.steps, rays_per_batch=self.rays_per_batch,
-                         samples_per_ray=self.samples_per_ray, seed=self.seed, device=self.device)
-        renders, heldout = fit_and_render_heldout(views, self.heldout_every, config)
-        write_transforms(MultiViewScene(renders, heldout.cameras, heldout.names), folder)
+        export_protocol(run_protocol(views, self.subset_config(), self.nerf_config()), folder)
 
 
 class ScoreScene(SceneMethodTask):

@@ -11,10 +11,10 @@ import pytest
 
 from nerf.field import FieldConfig
 from nerf.fit import NeRFConfig
-from nerf.protocol import fit_and_render_heldout
+from nerf.protocol import SubsetConfig, run_protocol
 from tests.nerf.test_nerf_toyscene import make_toy_scene, noise_views, permute_colors_per_view, psnr
 
-#: A smaller configuration than the default: about 5 s per fit on two CPU cores.
+#: A smaller configuration than the default: about 5 s per fit on one CPU core.
 TEST_CONFIG = NeRFConfig(field=FieldConfig(log2_hashmap_size=14), steps=400, rays_per_batch=512, device="cpu")
 
 
@@ -24,8 +24,8 @@ def heldout_psnr():
     controls = {"consistent": scene, "inconsistent": permute_colors_per_view(scene), "noise": noise_views(scene)}
     scores = {}
     for name, views in controls.items():
-        renders, heldout = fit_and_render_heldout(views, 4, TEST_CONFIG)
-        scores[name] = psnr(renders, heldout.images)
+        result = run_protocol(views, SubsetConfig(heldout_every=4), TEST_CONFIG)
+        scores[name] = psnr(result.renders.images, result.heldout.images)
     return scores
 
 
@@ -47,9 +47,9 @@ def benchmark(sizes=(32, 64), num_views: int = 20, every: int = 4, config: NeRFC
         for name, views in [("consistent", scene), ("inconsistent (colours permuted per view)",
                                                      permute_colors_per_view(scene)), ("noise", noise_views(scene))]:
             start = time.perf_counter()
-            renders, heldout = fit_and_render_heldout(views, every, config)
+            result = run_protocol(views, SubsetConfig(heldout_every=every), config)
             rows.append(dict(size=f"{size}x{size}", views=name, seconds=time.perf_counter() - start,
-                             heldout_psnr=psnr(renders, heldout.images)))
+                             heldout_psnr=psnr(result.renders.images, result.heldout.images)))
             print(rows[-1], flush=True)
     return rows
 

@@ -1,4 +1,5 @@
-"""Fitting: determinism from the seed, rendering, input checks, and the held-out split of the protocol."""
+"""Fitting: determinism from the seed, rendering, the time budget, the occupancy grid, the scene box from the
+cameras, and input checks."""
 
 import dataclasses
 
@@ -8,9 +9,10 @@ import torch
 
 from nerf.field import FieldConfig
 from nerf.fit import NeRFConfig, fit_nerf, render_views
-from nerf.protocol import fit_and_render_heldout, heldout_indices, split_views
+from nerf.occupancy import OccupancyConfig
+from nerf.scene_box import look_at_point, scene_box_from_cameras
 from scenes.errors import InvalidInputError
-from tests.nerf.test_nerf_toyscene import make_toy_scene
+from tests.nerf.test_nerf_toyscene import make_toy_scene, orbit_cameras, psnr
 
 TINY = NeRFConfig(field=FieldConfig(num_levels=4, log2_hashmap_size=10, base_resolution=4, max_resolution=32,
                                     hidden_dim=16),
@@ -46,30 +48,49 @@ def test_fit_learns_and_render_views_format(scene):
 
 @pytest.mark.parametrize("change, parameter", [(dict(steps=0), "steps"), (dict(samples_per_ray=0), "samples"),
                                                (dict(background=(1.0, 2.0, 0.0)), "background"),
-                                               (dict(device="tpu"), "device"), (dict(lr=-1.0), "lr")])
+                                               (dict(device="tpu"), "device"), (dict(lr=-1.0), "lr"),
+                                               (dict(time_budget_s=-1.0), "time_budget"),
+                                               (dict(occupancy=OccupancyConfig(resolution=0)), "resolution")])
 def test_bad_configs_are_refused(scene, change, parameter):
     with pytest.raises(InvalidInputError, match=parameter):
         fit_nerf(scene, dataclasses.replace(TINY, **change))
 
 
-def test_heldout_indices_keep_view_zero_for_training():
-    np.testing.assert_array_equal(heldout_indices(20, 4), [2, 6, 10, 14, 18])
-    np.testing.assert_array_equal(heldout_indices(7, 2), [1, 3, 5])
-    np.testing.assert_array_equal(heldout_indices(9, 5), [2, 7])
-    for every in range(2, 9):
-        for num_views in range(every // 2 + 1, 30):
-            indices = heldout_indices(num_views, every)
-            assert 0 not in indices and indices.max() < num_views and len(indices) < num_views
-    for num_views, every in [(20, 1), (20, 0), (2, 4)]:
-        with pytest.raises(InvalidInputError, match="every"):
-            heldout_indices(num_views, every)
+def test_time_budget_stops_the_fit_early(scene):
+    fitted = fit_nerf(scene, dataclasses.replace(TINY, steps=100_000, time_budget_s=0.3))
+    assert 0 < fitted.steps < 100_000 and 0.3 <= fitted.seconds < 2.0
+    assert fit_nerf(scene, TINY).steps == TINY.steps
 
 
-def test_split_and_fit_and_render_heldout(scene):
-    train, heldout = split_views(scene, 3)
-    assert train.names == [scene.names[i] for i in (0, 2, 3, 5)]
-    assert heldout.names == [scene.names[i] for i in (1, 4)]
-    renders, heldout_scene = fit_and_render_heldout(scene, 3, TINY)
-    assert heldout_scene.names == heldout.names
-    np.testing.assert_array_equal(heldout_scene.images, scene.images[[1, 4]])
-    assert renders.shape == (2, 8, 8, 3) and renders.dtype == np.float32
+def test_occupancy_grid_empties_space_and_keeps_the_fit():
+    """After a fit, most of the box is empty, the renders skip it, and held-out quality matches a grid-free fit."""
+    scene = make_toy_scene(size=16, num_views=8)
+    config = dataclasses.replace(TINY, steps=240, rays_per_batch=256, samples_per_ray=16,
+                                 occupancy=OccupancyConfig(resolution=16, warmup_steps=32, update_every=8))
+    train, heldout = scene.subset([0, 1, 2, 4, 5, 6]), scene.subset([3, 7])
+    with_grid = fit_nerf(train, config)
+    without = fit_nerf(train, dataclasses.replace(config, occupancy=OccupancyConfig(enabled=False)))
+    assert with_grid.occupancy is not None and without.occupancy is None
+    assert with_grid.occupancy.occupied_fraction() < 0.5
+    # The box and sphere fill the middle of the box: the grid must keep the cells on their surfaces.
+    surface = torch.tensor([[-0.25, -0.2, 0.25], [0.35, 0.3, 0.58]])  # top face of the box, top of the sphere
+    assert bool(with_grid.occupancy.query(surface).all())
+    scores = [psnr(render_views(fitted, heldout.cameras), heldout.images) for fitted in (with_grid, without)]
+    assert scores[0] > scores[1] - 1.0, scores
+
+
+def test_scene_box_from_cameras_holds_the_object_and_fits_every_view():
+    cameras = orbit_cameras(12, 32, radius=2.6)
+    np.testing.assert_allclose(look_at_point(cameras), 0.0, atol=1e-9)
+    low, high = np.array(scene_box_from_cameras(cameras))
+    # The sphere of radius r = D sin(half fov) at the orbit's centre: D = 2.6, half fov 22.5 deg.
+    np.testing.assert_allclose(high, 2.6 * np.sin(np.deg2rad(22.5)), rtol=1e-6)  # arccos near 1
+    np.testing.assert_allclose(low, -high, rtol=1e-6)
+    shifted = cameras.c2w.copy()
+    shifted[:, :3, 3] += [0.5, -1.0, 2.0]
+    moved = np.array(scene_box_from_cameras(type(cameras)(shifted, cameras.intrinsics)))
+    np.testing.assert_allclose(moved, [low + [0.5, -1.0, 2.0], high + [0.5, -1.0, 2.0]], atol=1e-6)
+    with pytest.raises(InvalidInputError, match="parallel"):
+        parallel = np.repeat(cameras.c2w[:1], 3, axis=0)
+        parallel[:, :3, 3] += np.arange(3)[:, None] * [[1.0, 0.0, 0.0]] @ parallel[0, :3, :3].T
+        scene_box_from_cameras(type(cameras)(parallel, cameras.intrinsics))

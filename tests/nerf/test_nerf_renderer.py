@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from nerf.fit import NeRFConfig
+from nerf.occupancy import OccupancyConfig, OccupancyGrid
 from nerf.renderer import composite, ray_box_intersection, render_rays, stratified_distances
 
 BACKGROUND = (1.0, 0.9, 0.8)
@@ -20,7 +21,14 @@ class AnalyticField(nn.Module):
         self.register_buffer("aabb", torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]]))
 
     def forward(self, positions):
+        self.evaluated += len(positions)
         return self.density_fn(positions), self.color_fn(positions)
+
+    def density(self, positions):
+        return self.density_fn(positions), None
+
+    evaluated = 0
+    """Positions the renderer asked for so far."""
 
 
 def unit(vectors):
@@ -135,3 +143,47 @@ def test_eval_chunks_do_not_change_the_result(chunk):
     whole = render_rays(field, origins, directions, NeRFConfig(samples_per_ray=9, eval_chunk=10_000), False)
     chunked = render_rays(field, origins, directions, NeRFConfig(samples_per_ray=9, eval_chunk=chunk), False)
     torch.testing.assert_close(chunked, whole)
+
+
+def block_density(x):
+    """Density 30 in the block [-0.25, 0.5)^3, whose faces lie on the cell faces of a 16^3 grid over [-1, 1]^3."""
+    inside = ((x >= -0.25) & (x < 0.5)).all(dim=-1)
+    return torch.where(inside, 30.0, 0.0)
+
+
+def test_occupancy_grid_finds_the_block_and_skipping_changes_nothing():
+    field = AnalyticField(block_density, smooth_color)
+    grid = OccupancyGrid(OccupancyConfig(resolution=16), field.aabb)
+    grid.update(field, step_size=0.1, generator=torch.Generator().manual_seed(0))
+    centres = -1 + (grid.cell_coords + 0.5) / 16 * 2
+    np.testing.assert_array_equal(grid.occupied.numpy(), block_density(centres).numpy() > 0)
+    assert grid.occupied_fraction() == pytest.approx(6**3 / 16**3)
+    generator = torch.Generator().manual_seed(3)
+    origins = 3.0 * unit(torch.randn(64, 3, generator=generator).tolist())
+    directions = unit((0.6 * torch.rand(64, 3, generator=generator) - 0.3 - origins).tolist())
+    config = NeRFConfig(samples_per_ray=32, background=BACKGROUND)
+    for training in (False, True):
+        field.evaluated = 0
+        skipped = render_rays(field, origins, directions, config, training, torch.Generator().manual_seed(1), grid)
+        evaluated_with_grid = field.evaluated
+        full = render_rays(field, origins, directions, config, training, torch.Generator().manual_seed(1))
+        torch.testing.assert_close(skipped, full, rtol=0, atol=1e-6)
+        assert evaluated_with_grid < 0.5 * field.evaluated
+
+
+def test_early_termination_stops_at_an_opaque_wall():
+    """Behind an opaque wall nothing is evaluated, and the colour equals the composite of every sample."""
+    field = AnalyticField(lambda x: torch.where(x[:, 2] < -0.5, 200.0, 1.0), smooth_color)
+    origins = torch.tensor([[0.1 * i, -0.2, -3.0] for i in range(5)])
+    directions = torch.tensor([[0.0, 0.0, 1.0]] * 5)
+    samples = 64
+    rendered = render_rays(field, origins, directions, NeRFConfig(samples_per_ray=samples, background=BACKGROUND),
+                           training=False)
+    assert field.evaluated <= 5 * 24, "the 16 samples before the wall plus one segment of 8, per ray"
+    near, far = ray_box_intersection(origins, directions, field.aabb)
+    distances, delta = stratified_distances(near.double(), far.double(), samples, False)
+    positions = (origins.double()[:, None] + distances[..., None] * directions.double()[:, None]).view(-1, 3)
+    sigma, rgb = field.density_fn(positions), field.color_fn(positions)
+    expected, _ = composite(sigma.view(5, samples), rgb.view(5, samples, 3), delta,
+                            torch.tensor(BACKGROUND, dtype=torch.float64))
+    np.testing.assert_allclose(rendered.double().numpy(), expected.numpy(), atol=1e-4)

@@ -24,7 +24,9 @@ def test_report_has_the_four_rows_with_numbers_from_the_run(tiny_pipeline):
     assert list(summary.index) == ROWS
     for method in ROWS:
         assert math.isfinite(summary.loc[method, "consistency_psnr"])
-        assert 0 < summary.loc[method, "consistency_ssim"] <= 1
+        # SSIM lies in [-1, 1]; the tiny, barely trained generator's views are unrelated to any 3D scene, so the
+        # score of its rows sits at 0 and may fall just below it.
+        assert -1 <= summary.loc[method, "consistency_ssim"] <= 1
     for method in ROWS[1:]:
         assert math.isfinite(summary.loc[method, "fidelity_psnr"])
     # The upper-bound control must beat the lower-bound one, or the score measures nothing.
