@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from reports.metrics import psnr, ssim
-from reports.overlap import overlap_psnr_pairs, ring_pairs
+from reports.overlap import overlap_psnr_pairs
 from reports.tsed import TSEDConfig, pair_consistency
 from scenes.cameras import Cameras
 from scenes.errors import InvalidInputError

@@ -80,18 +80,18 @@ class ProceduralDatasetConfig:
 
 def generate_dataset(config: ProceduralDatasetConfig, root: Path) -> list[Path]:
     """Render procedural objects of `config.categories` into `root` (SRN layout); returns the instance folders."""
-    _check_config(config)
+    check_config(config)
     unknown = [c for c in config.categories if c not in CATEGORIES]
     if unknown or not config.categories or len(set(config.categories)) != len(config.categories):
         raise InvalidInputError("categories", f"{list(config.categories)} must be distinct known categories",
                                 f"choose among {sorted(CATEGORIES)}")
     jobs = _procedural_jobs(config)
 
-    def make(job: _Job, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
+    def make(job: RenderJob, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
         obj = make_object(job.category, rng)
         return obj.mesh, obj.albedo_fn
 
-    return _write_dataset(jobs, make, partial(_object_cameras, config), config, Path(root))
+    return write_dataset(jobs, make, partial(_object_cameras, config), config, Path(root))
 
 
 def instance_names(config: ProceduralDatasetConfig, split: str) -> list[str]:
@@ -120,13 +120,13 @@ def validate_dataset(root: Path, image_size: int | None = None) -> list[Path]:
     return instances
 
 
-def _procedural_jobs(config: ProceduralDatasetConfig) -> list[_Job]:
+def _procedural_jobs(config: ProceduralDatasetConfig) -> list[RenderJob]:
     """Every procedural instance, numbered per category across the splits (train, then val, then test)."""
     counts = {"train": config.train_instances, "val": config.val_instances, "test": config.test_instances}
     jobs = []
     for category in config.categories:
         numbered = [(split, index) for split in SPLITS for index in range(counts[split])]
-        jobs += [_Job(category, split, index, f"{category}_{number:04d}", None)
+        jobs += [RenderJob(category, split, index, f"{category}_{number:04d}", None)
                  for number, (split, index) in enumerate(numbered)]
     return jobs
 
@@ -139,7 +139,7 @@ def render_mesh_dataset(mesh_paths: list[Path], root: Path, config: ProceduralDa
     are assigned in the order given: the first `train_instances` to train, the next `val_instances` to val, the
     next `test_instances` to test; their number must match exactly.
     """
-    _check_config(config)
+    check_config(config)
     if not mesh_paths:
         raise InvalidInputError("mesh_paths", "no mesh given", "pass at least one OBJ, GLB or PLY file")
     meshes = [load_mesh(Path(p), config.mesh_up_axis) for p in mesh_paths]  # validates all before writing
@@ -159,17 +159,17 @@ def render_mesh_dataset(mesh_paths: list[Path], root: Path, config: ProceduralDa
                                                                              f"test_instances to add up to {len(members)}")
         splits = [split for split in SPLITS for _ in range(counts[split])]
         indices = [i for split in SPLITS for i in range(counts[split])]
-        jobs += [_Job(name, split, index, f"{name}_{number:04d}", str(mesh_paths[member]), member)
+        jobs += [RenderJob(name, split, index, f"{name}_{number:04d}", str(mesh_paths[member]), member)
                  for number, (member, split, index) in enumerate(zip(members, splits, indices))]
 
-    def make(job: _Job, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
+    def make(job: RenderJob, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
         return meshes[job.mesh_index], None
 
-    return _write_dataset(jobs, make, partial(_object_cameras, config), config, Path(root))
+    return write_dataset(jobs, make, partial(_object_cameras, config), config, Path(root))
 
 
 @dataclass
-class _Job:
+class RenderJob:
     """One instance to render: where it goes and where its seed comes from."""
 
     category: str
@@ -184,7 +184,8 @@ class _Job:
         return f"{self.category}_{self.split}/{self.name}"
 
 
-def _check_config(config: ProceduralDatasetConfig) -> None:
+def check_config(config: ProceduralDatasetConfig) -> None:
+    """Raise `InvalidInputError` naming the first bad field of `config` (counts, seed, camera placement, size)."""
     for field in ("train_instances", "val_instances", "test_instances", "train_views", "test_views", "seed"):
         value = getattr(config, field)
         if not isinstance(value, (int, np.integer)) or value < 0:
@@ -206,7 +207,7 @@ def _check_config(config: ProceduralDatasetConfig) -> None:
                        "cropped at the image border", config.camera_radius, config.fov_deg)
 
 
-def _object_cameras(config: ProceduralDatasetConfig, job: _Job, rng: np.random.Generator) -> Cameras:
+def _object_cameras(config: ProceduralDatasetConfig, job: RenderJob, rng: np.random.Generator) -> Cameras:
     """The fixed orbit for test instances, random directions for the others."""
     if job.split == "test":
         c2w = orbit_cameras(config.test_views, config.camera_radius, config.orbit_elevation_deg)
@@ -216,12 +217,12 @@ def _object_cameras(config: ProceduralDatasetConfig, job: _Job, rng: np.random.G
 
 
 #: Builds one job's mesh and albedo from the job's shape generator.
-MakeMesh = Callable[["_Job", np.random.Generator], tuple[trimesh.Trimesh, AlbedoFn | None]]
+MakeMesh = Callable[[RenderJob, np.random.Generator], tuple[trimesh.Trimesh, AlbedoFn | None]]
 #: Places one job's cameras from the job's camera generator.
-PlaceCameras = Callable[["_Job", np.random.Generator], Cameras]
+PlaceCameras = Callable[[RenderJob, np.random.Generator], Cameras]
 
 
-def _write_dataset(jobs: list[_Job], make: MakeMesh, place_cameras: PlaceCameras, config, root: Path) -> list[Path]:
+def write_dataset(jobs: list[RenderJob], make: MakeMesh, place_cameras: PlaceCameras, config, root: Path) -> list[Path]:
     """Render every job (views and depth) into a temporary sibling of `root`, write the manifest (with `config`, a
     dataclass), then rename it to `root`."""
     if root.exists() and (not root.is_dir() or any(root.iterdir())):

@@ -22,7 +22,7 @@ import trimesh
 
 from scenes.camera_paths import intrinsics_from_fov
 from scenes.cameras import Cameras, look_at
-from scenes.dataset import SPLITS, _check_config, _Job, _write_dataset, ProceduralDatasetConfig
+from scenes.dataset import SPLITS, ProceduralDatasetConfig, RenderJob, check_config, write_dataset
 from scenes.errors import InvalidInputError
 from scenes.render import AlbedoFn
 from scenes.shapes import CATEGORIES, make_object
@@ -72,14 +72,14 @@ def generate_panorama_dataset(config: PanoramaDatasetConfig, root: Path) -> list
     _check_panorama_config(config)
     eye = np.array([0.0, 0.0, config.eye_height])
 
-    def make(job: _Job, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn]:
+    def make(job: RenderJob, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn]:
         return make_room(rng, config.categories, config.objects_per_room, config.eye_height)
 
-    def place_cameras(job: _Job, rng: np.random.Generator) -> Cameras:
+    def place_cameras(job: RenderJob, rng: np.random.Generator) -> Cameras:
         offset = 0.0 if job.split == "test" else rng.uniform(0.0, 360.0)
         return panorama_cameras(config.views, config.fov_deg, config.image_size, offset, eye)
 
-    return _write_dataset(_room_jobs(config), make, place_cameras, config, Path(root))
+    return write_dataset(_room_jobs(config), make, place_cameras, config, Path(root))
 
 
 def panorama_instance_names(config: PanoramaDatasetConfig, split: str) -> list[str]:
@@ -87,16 +87,16 @@ def panorama_instance_names(config: PanoramaDatasetConfig, split: str) -> list[s
     return [job.name for job in _room_jobs(config) if job.split == split]
 
 
-def _room_jobs(config: PanoramaDatasetConfig) -> list[_Job]:
+def _room_jobs(config: PanoramaDatasetConfig) -> list[RenderJob]:
     counts = {"train": config.train_instances, "val": config.val_instances, "test": config.test_instances}
     numbered = [(split, index) for split in SPLITS for index in range(counts[split])]
-    return [_Job(ROOM_CATEGORY, split, index, f"{ROOM_CATEGORY}_{number:04d}")
+    return [RenderJob(ROOM_CATEGORY, split, index, f"{ROOM_CATEGORY}_{number:04d}")
             for number, (split, index) in enumerate(numbered)]
 
 
 def _check_panorama_config(config: PanoramaDatasetConfig) -> None:
     # The object dataset's checks cover the counts, the seed, the image size and the field of view.
-    _check_config(ProceduralDatasetConfig(
+    check_config(ProceduralDatasetConfig(
         categories=tuple(config.categories), train_instances=config.train_instances,
         val_instances=config.val_instances, test_instances=config.test_instances, train_views=config.views,
         test_views=config.views, image_size=config.image_size, fov_deg=config.fov_deg, seed=config.seed))
