@@ -3,6 +3,7 @@
     PrepareDataset -> TrainGenerator -> GenerateViews(scene, method) -> FitNeRF(scene, method)
                    -> ScoreScene(scene, method) -> BuildReport
                       GenerateViews(every scene, method) -> ScoreMethodSet(method) (FID, KID)
+                      GenerateViews(scene, method) -> ScorePanorama(scene, method)   (source = panorama)
 
 Defaults of every parameter live in `luigi.cfg`. A method is `generator[/sampler][@w]`: a built-in control
 (`ground_truth`, the real views: the consistency score's upper bound; `noise`, per-view random images: its lower
@@ -74,25 +75,34 @@ class NvscTask(luigi.Task):
 
 # ---------------------------------------------------------------------------------------------------- dataset
 class PrepareDataset(NvscTask):
-    """The multi-view dataset in SRN layout: rendered procedurally, or an existing SRN-layout folder, validated."""
+    """The multi-view dataset in SRN layout: rendered procedurally (objects on an orbit, or panorama rooms), or an
+    existing SRN-layout folder, validated."""
 
-    source = luigi.Parameter(description="`procedural`, or the path of a dataset in SRN layout "
+    source = luigi.Parameter(description="`procedural` (objects), `panorama` (rooms seen by 8 cameras 45 degrees "
+                                         "apart, scenes.panorama), or the path of a dataset in SRN layout "
                                          "(<root>/<category>_<split>/<instance>/{rgb,pose,intrinsics.txt}).")
-    categories = luigi.ListParameter(description="Procedural object categories.")
+    categories = luigi.ListParameter(description="Procedural object categories (for panoramas: the objects that "
+                                                 "furnish the rooms).")
     train_instances = luigi.IntParameter(description="Procedural training instances per category.")
     val_instances = luigi.IntParameter(description="Procedural validation instances per category.")
     test_instances = luigi.IntParameter(description="Procedural test instances per category.")
-    train_views = luigi.IntParameter(description="Views per training instance, spread over the sphere.")
-    test_views = luigi.IntParameter(description="Views per test instance, on a fixed orbit.")
+    train_views = luigi.IntParameter(description="Views per training instance, spread over the sphere (objects only).")
+    test_views = luigi.IntParameter(description="Views per test instance, on a fixed orbit (objects only).")
     image_size = luigi.IntParameter(description="Image width and height in pixels.")
     seed = luigi.IntParameter(description="Seed of the procedural objects and cameras.")
 
     def label(self) -> str:
-        return "procedural" if self.source == "procedural" else Path(self.source).name
+        return self.source if self.source in RENDERED_SOURCES else Path(self.source).name
 
     def dataset_config(self):
         from scenes.dataset import ProceduralDatasetConfig
+        from scenes.panorama import PanoramaDatasetConfig
 
+        if self.source == "panorama":
+            return PanoramaDatasetConfig(
+                categories=tuple(self.categories), train_instances=self.train_instances,
+                val_instances=self.val_instances, test_instances=self.test_instances, image_size=self.image_size,
+                seed=self.seed)
         return ProceduralDatasetConfig(
             categories=tuple(self.categories), train_instances=self.train_instances,
             val_instances=self.val_instances, test_instances=self.test_instances, train_views=self.train_views,
@@ -101,14 +111,16 @@ class PrepareDataset(NvscTask):
     def check_inputs(self) -> None:
         from scenes.dataset import validate_dataset
 
-        if self.source != "procedural":
+        if self.source not in RENDERED_SOURCES:
             validate_dataset(Path(self.source), image_size=self.image_size)
 
     def produce(self, folder: Path) -> None:
         from scenes.dataset import generate_dataset
+        from scenes.panorama import generate_panorama_dataset
 
-        if self.source == "procedural":
-            generate_dataset(self.dataset_config(), folder / "srn")
+        if self.source in RENDERED_SOURCES:
+            render = generate_panorama_dataset if self.source == "panorama" else generate_dataset
+            render(self.dataset_config(), folder / "srn")
             root = "srn"  # relative to this folder, which is renamed into place when complete
         else:
             root = str(Path(self.source).resolve())
@@ -117,11 +129,18 @@ class PrepareDataset(NvscTask):
     def test_scene_names(self) -> list[str]:
         """Names of the test instances, known before the dataset is rendered (for the report's static DAG)."""
         from scenes.dataset import instance_names
+        from scenes.panorama import panorama_instance_names
         from scenes.srn import list_srn_instances
 
+        if self.source == "panorama":
+            return panorama_instance_names(self.dataset_config(), "test")
         if self.source == "procedural":
             return instance_names(self.dataset_config(), "test")
         return [path.name for path in list_srn_instances(Path(self.source), "test")]
+
+
+#: Values of PrepareDataset.source that render a dataset rather than read one.
+RENDERED_SOURCES = ("procedural", "panorama")
 
 
 def dataset_root(prepare: PrepareDataset) -> Path:
@@ -433,6 +452,36 @@ class ScoreScene(SceneMethodTask):
                                      config=self.scoring_config())
         tidy.to_csv(folder / "scores.csv", index=False)
         per_view.to_csv(folder / "per_view.csv", index=False)
+
+
+class ScorePanorama(SceneMethodTask):
+    """Scores of one panorama scene and method (rotation-only cameras: no parallax, so no NeRF): overlap PSNR,
+    rotation-only TSED, loop closure and fidelity, as the tidy CSV of ScoreScene (`scores.csv`), and the per-pair
+    table (`per_pair.csv`) for the error-accumulation figures."""
+
+    closed_ring = luigi.BoolParameter(description="The views form a full ring: also score the pair (last, first).",
+                                      parsing=luigi.BoolParameter.EXPLICIT_PARSING)
+
+    def requires(self):
+        return {"views": GenerateViews(scene=self.scene, method=self.method), "dataset": PrepareDataset()}
+
+    def check_inputs(self) -> None:
+        from reports.overlap import check_rotation_only
+
+        self._truth = load_instance(self.requires()["dataset"], "test", self.scene)
+        check_rotation_only(self._truth.images, self._truth.cameras, f"cameras of scene '{self.scene}' (set "
+                                                                     "--PrepareDataset-source panorama)")
+
+    def produce(self, folder: Path) -> None:
+        from reports.panorama_scoring import score_panorama
+        from scenes.transforms_json import read_transforms
+
+        upstream = self.requires()["views"]
+        views = read_transforms(upstream.output().folder)
+        tidy, per_pair = score_panorama(views, self._truth, upstream.input_view, method=self.method,
+                                        scene=self.scene, closed=self.closed_ring)
+        tidy.to_csv(folder / "scores.csv", index=False)
+        per_pair.to_csv(folder / "per_pair.csv", index=False)
 
 
 class ScoreMethodSet(NvscTask):

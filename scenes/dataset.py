@@ -2,11 +2,12 @@
 
 Layout (what `scenes.srn.list_srn_instances` reads)::
 
-    root/<category>_<split>/<category>_<NNNN>/{rgb,pose,intrinsics.txt}
+    root/<category>_<split>/<category>_<NNNN>/{rgb,pose,depth,intrinsics.txt}
     root/dataset.json        the config and the list of instances
 
 Splits are by instance: train and val instances get views from random directions (`sphere_cameras`), test
-instances get the same fixed orbit (`orbit_cameras`), as SRN's ShapeNet renderings do. Everything derives from
+instances get the same fixed orbit (`orbit_cameras`), as SRN's ShapeNet renderings do. Each view's depth along the
+camera's viewing axis (+inf on the background) is stored as `depth/<view>.npy` (`scenes.srn.read_srn_depth`). Everything derives from
 `seed`: each instance's shape and cameras come from its own seed sequence `(seed, category, split, index)`, so
 instances do not change when other categories or splits are added, and the same seed writes byte-identical PNGs.
 The dataset is written into a hidden sibling folder and renamed into place at the end: a crash leaves no half
@@ -24,6 +25,7 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ from scenes.errors import InvalidInputError
 from scenes.render import AlbedoFn, load_mesh, render_mesh
 from scenes.scene import MultiViewScene
 from scenes.shapes import CATEGORIES, make_object
-from scenes.srn import list_srn_instances, read_srn_instance, write_srn_instance
+from scenes.srn import has_srn_depth, list_srn_instances, read_srn_depth, read_srn_instance, write_srn_depth, write_srn_instance
 
 logger = logging.getLogger(__name__)
 
@@ -78,18 +80,18 @@ class ProceduralDatasetConfig:
 
 def generate_dataset(config: ProceduralDatasetConfig, root: Path) -> list[Path]:
     """Render procedural objects of `config.categories` into `root` (SRN layout); returns the instance folders."""
-    _check_config(config)
+    check_config(config)
     unknown = [c for c in config.categories if c not in CATEGORIES]
     if unknown or not config.categories or len(set(config.categories)) != len(config.categories):
         raise InvalidInputError("categories", f"{list(config.categories)} must be distinct known categories",
                                 f"choose among {sorted(CATEGORIES)}")
     jobs = _procedural_jobs(config)
 
-    def make(job: _Job, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
+    def make(job: RenderJob, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
         obj = make_object(job.category, rng)
         return obj.mesh, obj.albedo_fn
 
-    return _write_dataset(jobs, make, config, Path(root))
+    return write_dataset(jobs, make, partial(_object_cameras, config), config, Path(root))
 
 
 def instance_names(config: ProceduralDatasetConfig, split: str) -> list[str]:
@@ -100,7 +102,8 @@ def instance_names(config: ProceduralDatasetConfig, split: str) -> list[str]:
 def validate_dataset(root: Path, image_size: int | None = None) -> list[Path]:
     """Read every instance of an SRN-layout dataset once, so a bad file stops a run before it writes anything.
 
-    Returns the instance folders of every split; raises `InvalidInputError` naming the first bad file.
+    Returns the instance folders of every split; raises `InvalidInputError` naming the first bad file. Depth maps are
+    optional; an instance that has them must have a valid one per view.
     """
 
     instances = []
@@ -112,16 +115,18 @@ def validate_dataset(root: Path, image_size: int | None = None) -> list[Path]:
                 raise
     for folder in tqdm(instances, desc="checking dataset", unit="instance", disable=None):
         read_srn_instance(folder, image_size=image_size)
+        if has_srn_depth(folder):
+            read_srn_depth(folder)
     return instances
 
 
-def _procedural_jobs(config: ProceduralDatasetConfig) -> list[_Job]:
+def _procedural_jobs(config: ProceduralDatasetConfig) -> list[RenderJob]:
     """Every procedural instance, numbered per category across the splits (train, then val, then test)."""
     counts = {"train": config.train_instances, "val": config.val_instances, "test": config.test_instances}
     jobs = []
     for category in config.categories:
         numbered = [(split, index) for split in SPLITS for index in range(counts[split])]
-        jobs += [_Job(category, split, index, f"{category}_{number:04d}", None)
+        jobs += [RenderJob(category, split, index, f"{category}_{number:04d}", None)
                  for number, (split, index) in enumerate(numbered)]
     return jobs
 
@@ -134,7 +139,7 @@ def render_mesh_dataset(mesh_paths: list[Path], root: Path, config: ProceduralDa
     are assigned in the order given: the first `train_instances` to train, the next `val_instances` to val, the
     next `test_instances` to test; their number must match exactly.
     """
-    _check_config(config)
+    check_config(config)
     if not mesh_paths:
         raise InvalidInputError("mesh_paths", "no mesh given", "pass at least one OBJ, GLB or PLY file")
     meshes = [load_mesh(Path(p), config.mesh_up_axis) for p in mesh_paths]  # validates all before writing
@@ -154,17 +159,17 @@ def render_mesh_dataset(mesh_paths: list[Path], root: Path, config: ProceduralDa
                                                                              f"test_instances to add up to {len(members)}")
         splits = [split for split in SPLITS for _ in range(counts[split])]
         indices = [i for split in SPLITS for i in range(counts[split])]
-        jobs += [_Job(name, split, index, f"{name}_{number:04d}", str(mesh_paths[member]), member)
+        jobs += [RenderJob(name, split, index, f"{name}_{number:04d}", str(mesh_paths[member]), member)
                  for number, (member, split, index) in enumerate(zip(members, splits, indices))]
 
-    def make(job: _Job, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
+    def make(job: RenderJob, rng: np.random.Generator) -> tuple[trimesh.Trimesh, AlbedoFn | None]:
         return meshes[job.mesh_index], None
 
-    return _write_dataset(jobs, make, config, Path(root))
+    return write_dataset(jobs, make, partial(_object_cameras, config), config, Path(root))
 
 
 @dataclass
-class _Job:
+class RenderJob:
     """One instance to render: where it goes and where its seed comes from."""
 
     category: str
@@ -179,7 +184,8 @@ class _Job:
         return f"{self.category}_{self.split}/{self.name}"
 
 
-def _check_config(config: ProceduralDatasetConfig) -> None:
+def check_config(config: ProceduralDatasetConfig) -> None:
+    """Raise `InvalidInputError` naming the first bad field of `config` (counts, seed, camera placement, size)."""
     for field in ("train_instances", "val_instances", "test_instances", "train_views", "test_views", "seed"):
         value = getattr(config, field)
         if not isinstance(value, (int, np.integer)) or value < 0:
@@ -201,15 +207,29 @@ def _check_config(config: ProceduralDatasetConfig) -> None:
                        "cropped at the image border", config.camera_radius, config.fov_deg)
 
 
-def _write_dataset(jobs: list[_Job], make: Callable[[_Job, np.random.Generator], tuple[trimesh.Trimesh, AlbedoFn | None]],
-                   config: ProceduralDatasetConfig, root: Path) -> list[Path]:
-    """Render every job into a temporary sibling of `root`, write the manifest, then rename it to `root`."""
+def _object_cameras(config: ProceduralDatasetConfig, job: RenderJob, rng: np.random.Generator) -> Cameras:
+    """The fixed orbit for test instances, random directions for the others."""
+    if job.split == "test":
+        c2w = orbit_cameras(config.test_views, config.camera_radius, config.orbit_elevation_deg)
+    else:
+        c2w = sphere_cameras(config.train_views, config.camera_radius, rng, config.elevation_range_deg)
+    return Cameras(c2w, intrinsics_from_fov(config.fov_deg, config.image_size))
+
+
+#: Builds one job's mesh and albedo from the job's shape generator.
+MakeMesh = Callable[[RenderJob, np.random.Generator], tuple[trimesh.Trimesh, AlbedoFn | None]]
+#: Places one job's cameras from the job's camera generator.
+PlaceCameras = Callable[[RenderJob, np.random.Generator], Cameras]
+
+
+def write_dataset(jobs: list[RenderJob], make: MakeMesh, place_cameras: PlaceCameras, config, root: Path) -> list[Path]:
+    """Render every job (views and depth) into a temporary sibling of `root`, write the manifest (with `config`, a
+    dataclass), then rename it to `root`."""
     if root.exists() and (not root.is_dir() or any(root.iterdir())):
         raise InvalidInputError(root, "already exists and is not an empty folder",
                                 "choose a new dataset folder, or delete the old one first")
     root.parent.mkdir(parents=True, exist_ok=True)
-    intrinsics = intrinsics_from_fov(config.fov_deg, config.image_size)
-    partial = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
+    staging = Path(tempfile.mkdtemp(dir=root.parent, prefix=f".{root.name}.partial-"))
     start = time.perf_counter()
     try:
         manifest = []
@@ -217,24 +237,21 @@ def _write_dataset(jobs: list[_Job], make: Callable[[_Job, np.random.Generator],
             shape_seed, camera_seed = np.random.SeedSequence(
                 [config.seed, zlib.crc32(job.category.encode()), SPLITS.index(job.split), job.index]).spawn(2)
             mesh, albedo_fn = make(job, np.random.default_rng(shape_seed))
-            if job.split == "test":
-                c2w = orbit_cameras(config.test_views, config.camera_radius, config.orbit_elevation_deg)
-            else:
-                c2w = sphere_cameras(config.train_views, config.camera_radius, np.random.default_rng(camera_seed),
-                                     config.elevation_range_deg)
-            cameras = Cameras(c2w, intrinsics)
-            images, _ = render_mesh(mesh, cameras, albedo_fn=albedo_fn)
-            write_srn_instance(MultiViewScene(images, cameras), partial / job.folder)
+            cameras = place_cameras(job, np.random.default_rng(camera_seed))
+            images, depth = render_mesh(mesh, cameras, albedo_fn=albedo_fn)
+            scene = MultiViewScene(images, cameras)
+            write_srn_instance(scene, staging / job.folder)
+            write_srn_depth(staging / job.folder, depth, scene.names)
             manifest.append({"path": job.folder, "category": job.category, "split": job.split,
                              "views": len(cameras), "source": job.source})
-        (partial / MANIFEST_FILE).write_text(json.dumps(
+        (staging / MANIFEST_FILE).write_text(json.dumps(
             {"format": "nvsc-srn-dataset", "version": 1, "config": asdict(config), "instances": manifest},
             indent=2) + "\n")
         if root.exists():
             root.rmdir()  # empty (checked above); os.replace cannot replace a directory on every platform
-        os.replace(partial, root)
+        os.replace(staging, root)
     except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
+        shutil.rmtree(staging, ignore_errors=True)
         raise
     logger.info("wrote %d instances to %s in %.1f s", len(jobs), root, time.perf_counter() - start)
     return [root / job.folder for job in jobs]

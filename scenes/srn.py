@@ -5,6 +5,9 @@ One instance folder::
     <instance>/intrinsics.txt       "f cx cy 0." / "0. 0. 0." (origin) / "1." (near-plane scale) / "H W"
     <instance>/rgb/000000.png ...   the views
     <instance>/pose/000000.txt ...  camera-to-world 4x4, 16 numbers, OpenCV camera axes (x right, y down, z forward)
+    <instance>/depth/000000.npy ... optional (nvsc's addition): float32 [H, W] depth of each view, in scene units
+                                    along the camera's viewing axis (OpenCV +z, OpenGL -z; not the distance along
+                                    the ray), +inf where the ray hits nothing
 
 A dataset: `root/<category>_<split>/<instance>/`, e.g. `root/cars_train/1a2b.../` or `root/mug_test/mug_0009/`.
 """
@@ -23,6 +26,7 @@ from scenes.scene import MultiViewScene
 INTRINSICS_FILE = "intrinsics.txt"
 RGB_DIR = "rgb"
 POSE_DIR = "pose"
+DEPTH_DIR = "depth"
 
 
 def read_srn_instance(folder: Path, image_size: int | None = None) -> MultiViewScene:
@@ -148,3 +152,67 @@ def list_srn_instances(root: Path, split: str) -> list[Path]:
         raise InvalidInputError(root, f"no instance for split {split!r} (no folder <category>_{split}/<instance>/rgb; "
                                       f"splits found: {splits or 'none'})", how_to_create)
     return instances
+
+
+def write_srn_depth(folder: Path, depth: np.ndarray, names: list[str]) -> None:
+    """Write depth [N, H, W] (along each camera's viewing axis, +inf for no surface) as `<folder>/depth/<name>.npy`.
+
+    Call it beside `write_srn_instance` with the same view names; float32, as `scenes.render.render_mesh` gives it.
+    """
+    folder = Path(folder)
+    depth = np.asarray(depth, dtype=np.float32)
+    if depth.ndim != 3 or len(depth) != len(names):
+        raise InvalidInputError(folder / DEPTH_DIR, f"depth of shape {list(depth.shape)} for {len(names)} views",
+                                "pass one [H, W] depth map per view")
+    if np.isnan(depth).any() or (depth <= 0).any():
+        raise InvalidInputError(folder / DEPTH_DIR, "depth holds NaN or values <= 0",
+                                "store positive depths along the viewing axis, +inf where nothing is hit")
+    check_view_names(names, str(folder / DEPTH_DIR))
+    if (folder / DEPTH_DIR).exists():
+        raise InvalidInputError(folder / DEPTH_DIR, "already exists; refusing to mix the depth of two scenes",
+                                "write to a new instance folder, or delete the old one first")
+    (folder / DEPTH_DIR).mkdir(parents=True)
+    for name, view_depth in zip(names, depth):
+        np.save(folder / DEPTH_DIR / f"{name}.npy", view_depth, allow_pickle=False)
+
+
+def has_srn_depth(folder: Path) -> bool:
+    """Whether an SRN instance carries depth maps (a `depth/` folder)."""
+    return (Path(folder) / DEPTH_DIR).is_dir()
+
+
+def read_srn_depth(folder: Path) -> np.ndarray:
+    """Depth [N, H, W] float32 of an SRN instance's views, in the order of `read_srn_instance`'s views.
+
+    Depth is along the camera's viewing axis (as `Cameras.project` returns it), +inf where nothing is hit.
+    """
+    folder = Path(folder)
+    depth_dir = folder / DEPTH_DIR
+    if not depth_dir.is_dir():
+        raise InvalidInputError(depth_dir, "the instance has no depth maps",
+                                "regenerate the dataset with `nvsc run PrepareDataset` (procedural datasets write "
+                                "depth/<view>.npy), or use a generator that does not need depth")
+    intrinsics = read_srn_intrinsics(folder / INTRINSICS_FILE)
+    views = sorted(p.stem for p in (folder / RGB_DIR).glob("*.png"))
+    maps = {p.stem: p for p in depth_dir.glob("*.npy")}
+    if sorted(maps) != views:
+        raise InvalidInputError(depth_dir, f"depth maps {sorted(set(maps) - set(views))[:5]} have no view and views "
+                                           f"{sorted(set(views) - set(maps))[:5]} have no depth",
+                                "store one depth/<name>.npy per rgb/<name>.png")
+    expected = (intrinsics.height, intrinsics.width)
+    depths = []
+    for name in views:
+        try:
+            view_depth = np.load(maps[name], allow_pickle=False)
+        except (ValueError, OSError, EOFError) as error:
+            raise InvalidInputError(maps[name], f"cannot be read as a .npy array ({error})",
+                                    "regenerate the dataset's depth maps") from error
+        if view_depth.shape != expected or not np.issubdtype(view_depth.dtype, np.floating):
+            raise InvalidInputError(maps[name], f"holds a {view_depth.dtype} array of shape {list(view_depth.shape)}, "
+                                                f"expected float [{expected[0]}, {expected[1]}] as intrinsics.txt "
+                                                "declares", "store float32 depth at the views' size")
+        if np.isnan(view_depth).any() or (view_depth <= 0).any():
+            raise InvalidInputError(maps[name], "holds NaN or depths <= 0",
+                                    "store positive depths along the viewing axis, +inf where nothing is hit")
+        depths.append(view_depth.astype(np.float32, copy=False))
+    return np.stack(depths)

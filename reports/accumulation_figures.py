@@ -1,0 +1,84 @@
+"""Figures of error accumulation and loop closure (frames of `reports.error_accumulation`).
+
+Drawn like `reports.figures`: on `matplotlib.figure.Figure` objects with the Agg canvas, never through pyplot; each
+function writes one PNG and returns its path.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from reports.figures import FigureStyle, axis_label
+from reports.tables import is_control
+from scenes.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+#: Axis labels of the distance columns.
+DISTANCE_LABELS = {"index_distance": "views from the input view", "angle_deg": "angle from the input view (deg)",
+                   "step": "generation step"}
+
+
+def _figure(style: FigureStyle) -> Figure:
+    figure = Figure(figsize=style.size, dpi=style.dpi)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _write(figure: Figure, path: Path, style: FigureStyle) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.tight_layout()
+    figure.savefig(path, format="png", dpi=style.dpi)
+    logger.info("wrote %s", path)
+    return path
+
+
+def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distance: str = "index_distance",
+                           style: FigureStyle = FigureStyle()) -> Path:
+    """One line per method: the mean of `metric` (band: +- one standard deviation) against `distance`, from the
+    frame of `accumulation_curve`. Controls are drawn dashed."""
+    rows = curve[curve["metric"] == metric]
+    if rows.empty:
+        raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(curve['metric']))})",
+                                "plot a metric of the accumulation frame")
+    figure = _figure(style)
+    axes = figure.add_subplot()
+    for method, group in rows.groupby("method", sort=False):
+        group = group.sort_values(distance)
+        x, mean = group[distance].to_numpy(float), group["mean"].to_numpy(float)
+        spread = np.nan_to_num(group["std"].to_numpy(float))
+        line, = axes.plot(x, mean, marker="o", linestyle="--" if is_control(str(method)) else "-", label=str(method))
+        axes.fill_between(x, mean - spread, mean + spread, color=line.get_color(), alpha=0.15, linewidth=0)
+    axes.set_xlabel(DISTANCE_LABELS.get(distance, distance))
+    axes.set_ylabel(axis_label(metric))
+    axes.set_title(f"{metric} against distance from the input view")
+    axes.legend(fontsize="small")
+    return _write(figure, path, style)
+
+
+def plot_loop_closure(frame: pd.DataFrame, metric: str, path: Path, style: FigureStyle = FigureStyle()) -> Path:
+    """Bars: the mean of a loop-closure `metric` per method over scenes (frame of `loop_closure`, concatenated),
+    with one dot per scene."""
+    rows = frame[frame["metric"] == metric]
+    if rows.empty:
+        raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(frame['metric']))})",
+                                "plot a metric of the loop-closure frame")
+    methods = list(dict.fromkeys(rows["method"]))
+    figure = _figure(style)
+    axes = figure.add_subplot()
+    for position, method in enumerate(methods):
+        values = rows.loc[rows["method"] == method, "value"].to_numpy(float)
+        finite = values[np.isfinite(values)]
+        axes.bar(position, finite.mean() if len(finite) else np.nan, color="0.8" if is_control(method) else "C0")
+        axes.plot(np.full(len(finite), position), finite, "k.", markersize=4)
+    axes.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    axes.set_ylabel(axis_label(metric))
+    axes.set_title("loop closure: last view against the first")
+    return _write(figure, path, style)

@@ -1,0 +1,139 @@
+"""Error accumulation and loop closure: where along an orbit or a panorama the views of a method go wrong.
+
+Generating views one after another (3DiM's stochastic conditioning, Markovian sampling) can accumulate error with
+the distance from the input view and cannot close a loop: the last view generated sits next to the input on the
+ring but was made furthest from it. Joint generation (MVDiffusion, Tang et al. 2023) denoises all views together
+and is meant to avoid both. These functions return tidy pandas frames (one row per view or pair and metric, columns
+`method, scene, ..., metric, value`) for `reports.accumulation_figures`:
+
+- `fidelity_by_distance`: each view's PSNR/SSIM against the ground truth, with its distance from the input view;
+- `overlap_by_distance`: each neighbouring pair's overlap PSNR (panoramas), with the pair's distance;
+- `loop_closure`: the last view against the first where the ring closes: overlap PSNR of that pair for panoramas;
+  for orbits (parallax: no homography) the last-generated view's fidelity and TSED's verdict on the pair it
+  forms with the input view;
+- `accumulation_curve`: the mean per method, metric and distance.
+
+Distances: `index_distance` counts views along the ring (the shorter way round when the ring is closed),
+`angle_deg` is the angle between the viewing directions, and `step` is the view's position in the order the
+pipeline's samplers generate the targets (every view but the input, in index order).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import torch
+
+from reports.metrics import psnr, ssim
+from reports.overlap import overlap_psnr_pairs
+from reports.tsed import TSEDConfig, pair_consistency
+from scenes.cameras import Cameras
+from scenes.errors import InvalidInputError
+from scenes.scene import MultiViewScene
+
+#: Columns of every per-view or per-pair frame, before the distance columns.
+ID_COLUMNS = ["method", "scene"]
+DISTANCE_COLUMNS = ["index_distance", "angle_deg", "step"]
+
+
+def view_distances(cameras: Cameras, input_view: int, closed: bool = True) -> pd.DataFrame:
+    """One row per view: `view`, `index_distance`, `angle_deg` and `step` (NaN for the input view) from `input_view`."""
+    count = len(cameras)
+    if not 0 <= input_view < count:
+        raise InvalidInputError("input_view", f"{input_view} is not a view index of a {count}-view scene",
+                                f"use an index from 0 to {count - 1}")
+    index = np.arange(count)
+    offset = np.abs(index - input_view)
+    distance = np.minimum(offset, count - offset) if closed else offset
+    forward = -cameras.c2w[:, :3, 2]  # OpenGL cameras look along -z
+    cosine = np.clip(forward @ forward[input_view], -1.0, 1.0)
+    targets = [i for i in index if i != input_view]
+    step = np.full(count, np.nan)
+    step[targets] = np.arange(1, count)
+    return pd.DataFrame({"view": index, "index_distance": distance, "angle_deg": np.degrees(np.arccos(cosine)),
+                         "step": step})
+
+
+def fidelity_by_distance(views: MultiViewScene, truth: MultiViewScene, input_view: int, *, method: str, scene: str,
+                         closed: bool = True) -> pd.DataFrame:
+    """PSNR and SSIM of every generated view but the input one against the ground truth at its camera, by distance.
+
+    views, truth: the same cameras in the same order. Columns: method, scene, view, index_distance, angle_deg, step,
+    metric (`fidelity_psnr`, `fidelity_ssim`), value.
+    """
+    if len(views) != len(truth) or views.images.shape != truth.images.shape:
+        raise InvalidInputError("generated views", f"{views.images.shape} do not match the ground truth "
+                                                   f"{truth.images.shape}", "score the views at the scene's cameras")
+    distances = view_distances(truth.cameras, input_view, closed)
+    targets = distances[distances["view"] != input_view].reset_index(drop=True)
+    index = targets["view"].to_numpy()
+
+    def batch(images: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.asarray(images[index], dtype=np.float64)).permute(0, 3, 1, 2)
+
+    predictions, references = batch(views.images), batch(truth.images)
+    scores = {"fidelity_psnr": psnr(predictions, references), "fidelity_ssim": ssim(predictions, references)}
+    frames = [targets.assign(metric=name, value=values.double().numpy()) for name, values in scores.items()]
+    return pd.concat(frames, ignore_index=True).assign(method=method, scene=scene)[
+        ID_COLUMNS + ["view"] + DISTANCE_COLUMNS + ["metric", "value"]]
+
+
+def overlap_by_distance(views: MultiViewScene, input_view: int, *, method: str, scene: str,
+                        closed: bool = True) -> pd.DataFrame:
+    """Overlap PSNR of every neighbouring pair of a panorama's views, placed at the mean distance of its two views.
+
+    Columns: method, scene, first, second, index_distance, angle_deg, step, metric (`overlap_psnr`), value.
+    """
+    distances = view_distances(views.cameras, input_view, closed).set_index("view")
+    rows = []
+    for pair in overlap_psnr_pairs(views.images, views.cameras, closed=closed):
+        ends = distances.loc[[pair.first, pair.second]]
+        rows.append({"first": pair.first, "second": pair.second,
+                     **{column: float(ends[column].mean()) for column in DISTANCE_COLUMNS},
+                     "metric": "overlap_psnr", "value": pair.psnr})
+    return pd.DataFrame(rows).assign(method=method, scene=scene)[
+        ID_COLUMNS + ["first", "second"] + DISTANCE_COLUMNS + ["metric", "value"]]
+
+
+def loop_closure(views: MultiViewScene, input_view: int, *, method: str, scene: str, panorama: bool,
+                 truth: MultiViewScene | None = None, tsed_config: TSEDConfig = TSEDConfig()) -> pd.DataFrame:
+    """Scores where the ring closes, tidy (method, scene, first, second, metric, value).
+
+    Panorama: `loopclosure_psnr`, the overlap PSNR of the last view against the first (the pair a sequential
+    generator makes furthest apart). Orbit: the last-generated view `last` (the highest index but the input's)
+    against the ground truth (`loopclosure_psnr`, `loopclosure_ssim`, needs `truth`) and TSED's verdict (1 or 0) on
+    the pair (last, input view) under the known cameras (`loopclosure_tsed`).
+    """
+    count = len(views)
+    if count < 3:
+        raise InvalidInputError("views", f"{count} views form no loop", "pass a ring of at least 3 views")
+    if panorama:
+        (pair,) = overlap_psnr_pairs(views.images, views.cameras, pairs=[(count - 1, 0)])
+        rows = [(count - 1, 0, "loopclosure_psnr", pair.psnr)]
+    else:
+        if truth is None:
+            raise InvalidInputError("truth", "loop closure of an orbit scores the last view against the ground truth",
+                                    "pass the scene's ground-truth views")
+        last = max(i for i in range(count) if i != input_view)
+        fidelity = fidelity_by_distance(views, truth, input_view, method=method, scene=scene)
+        at_last = fidelity[fidelity["view"] == last].set_index("metric")["value"]
+        verdict = pair_consistency(np.asarray(views.images), views.cameras, last, input_view, tsed_config)
+        rows = [(last, last, "loopclosure_psnr", float(at_last["fidelity_psnr"])),
+                (last, last, "loopclosure_ssim", float(at_last["fidelity_ssim"])),
+                (last, input_view, "loopclosure_tsed", float(verdict.consistent))]
+    frame = pd.DataFrame(rows, columns=["first", "second", "metric", "value"])
+    return frame.assign(method=method, scene=scene)[ID_COLUMNS + ["first", "second", "metric", "value"]]
+
+
+def accumulation_curve(frame: pd.DataFrame, distance: str = "index_distance") -> pd.DataFrame:
+    """Mean, standard deviation and count of `value` per method, metric and `distance` over scenes and views/pairs
+    of a frame from `fidelity_by_distance` or `overlap_by_distance` (or several, concatenated)."""
+    if distance not in DISTANCE_COLUMNS:
+        raise InvalidInputError("distance", f"{distance!r} is not a distance column", f"use one of {DISTANCE_COLUMNS}")
+    absent = [c for c in ["method", "metric", "value", distance] if c not in frame.columns]
+    if absent:
+        raise InvalidInputError("accumulation frame", f"lacks the columns {absent}",
+                                "pass a frame from fidelity_by_distance or overlap_by_distance")
+    finite = frame[np.isfinite(frame["value"].astype(float))]
+    grouped = finite.groupby(["method", "metric", distance], sort=True)["value"]
+    return grouped.agg(mean="mean", std="std", count="count").reset_index()
