@@ -25,6 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from generators.concat_unet import ConcatUNet
+from generators.multiview_unet import MultiViewUNet, MultiViewUNetConfig
 from generators.schedule import CosineLogSNRSchedule
 from generators.xunet import XUNet, XUNetConfig
 from scenes.errors import InvalidInputError
@@ -34,7 +35,8 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CONFIG_FILE, MODEL_FILE, EMA_FILE, STATE_FILE = "config.json", "model.safetensors", "ema.safetensors", "train_state.pt"
 #: Architecture name in config.json -> (model class, config class).
-ARCHITECTURES = {"xunet": (XUNet, XUNetConfig), "concat_unet": (ConcatUNet, XUNetConfig)}
+ARCHITECTURES = {"xunet": (XUNet, XUNetConfig), "concat_unet": (ConcatUNet, XUNetConfig),
+                 "mvdiffusion": (MultiViewUNet, MultiViewUNetConfig)}
 
 
 def architecture_of(model: torch.nn.Module) -> str:
