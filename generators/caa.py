@@ -14,7 +14,7 @@ exactly the identity, so inserting CAA into a trained UNet changes nothing until
 its CAA blocks the same way to keep the pretrained Stable Diffusion intact).
 
 All pixels, views and neighbours go through one gather and one batched `scaled_dot_product_attention`: the sequence
-of each query is its (N - 1) * K * K neighbours; no Python loop over pixels or views.
+of each query is its M * K * K neighbours (M other views, all N - 1 by default); no Python loop over pixels or views.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.correspondence import Correspondences, other_views
+from generators.correspondence import Correspondences
 from generators.xunet import _group_norm, _zero_init
 
 
@@ -63,25 +63,27 @@ class CorrespondenceAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, correspondences: Correspondences) -> torch.Tensor:
         """x [B * N, C, h, w] (view n of scene b at row b * N + n) -> same shape; correspondences at h x w."""
-        uv, valid = correspondences.uv, correspondences.valid  # [B, N, N - 1, h, w, 2], [B, N, N - 1, h, w]
+        uv, valid = correspondences.uv, correspondences.valid  # [B, N, M, h, w, 2], [B, N, M, h, w]
         batch, views, _, height, width = valid.shape
         channels = x.shape[1]
         tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B * N, h * w, C]
         query = self.query(tokens).reshape(batch * views * height * width, 1, channels)
-        keys, values = self.key(tokens).flatten(0, 1), self.value(tokens).flatten(0, 1)  # [B * N * h * w, C]
+        # Keys and values of every pixel, side by side, so one gather reads both.
+        key_value = torch.cat([self.key(tokens), self.value(tokens)], dim=-1).flatten(0, 1)  # [B * N * h * w, 2 C]
 
-        pixels, displacement = neighbourhood(uv, self.kernel_size)  # [B, N, N - 1, h, w, K * K, 2]
+        pixels, displacement = neighbourhood(uv, self.kernel_size)  # [B, N, M, h, w, K * K, 2]
         column, row = pixels.unbind(-1)
         inside = (column >= 0) & (column < width) & (row >= 0) & (row < height) & valid[..., None]
-        other = other_views(views, x.device)  # [N, N - 1]: which view each slot reads
-        frame = (torch.arange(batch, device=x.device)[:, None, None] * views + other[None])  # [B, N, N - 1]
+        # Row of the feature map that slot m of view i reads: frame b * N + others[b, i, m].
+        frame = torch.arange(batch, device=x.device)[:, None, None] * views + correspondences.others  # [B, N, M]
         flat = (frame[..., None, None, None] * height + row.clamp(0, height - 1)) * width + column.clamp(0, width - 1)
-        # One sequence per query pixel: its (N - 1) * K * K neighbours, view-major.
+        # One sequence per query pixel: its M * K * K neighbours, view-major.
         flat = flat.permute(0, 1, 3, 4, 2, 5).reshape(batch * views * height * width, -1)  # [Q, L]
         inside = inside.permute(0, 1, 3, 4, 2, 5).reshape(flat.shape)
         displacement = displacement.permute(0, 1, 3, 4, 2, 5, 6).reshape(*flat.shape, 2)
-        key = keys[flat] + self.position(displacement_encoding(displacement.to(x.dtype), self.pos_octaves))
-        value = values[flat]  # [Q, L, C]
+        # index_select's backward is an index_add, much cheaper on the CPU than advanced indexing's index_put.
+        key, value = key_value.index_select(0, flat.flatten()).unflatten(0, flat.shape).chunk(2, dim=-1)  # [Q, L, C]
+        key = key + self.position(displacement_encoding(displacement.to(x.dtype), self.pos_octaves))
 
         # A query without any valid neighbour would softmax over nothing (NaN): let it attend everywhere, then drop it.
         anything = inside.any(dim=1)  # [Q]

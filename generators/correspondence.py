@@ -32,15 +32,14 @@ MIN_DEPTH = 1e-6
 
 @dataclass
 class Correspondences:
-    """Where every pixel of every view lands in every other view, at one resolution h x w.
+    """Where every pixel of every view lands in M other views, at one resolution h x w."""
 
-    The "other views" of view i are all views but i, in increasing order (`other_views`).
-    """
-
+    others: torch.Tensor
+    """[B, N, M] long: the views that view i reads (all views but i by default, see `other_views`)."""
     uv: torch.Tensor
-    """[B, N, N - 1, h, w, 2] sub-pixel location (u right, v down, pixel centres at i + 0.5) in each other view."""
+    """[B, N, M, h, w, 2] sub-pixel location (u right, v down, pixel centres at i + 0.5) in each other view."""
     valid: torch.Tensor
-    """[B, N, N - 1, h, w] bool: the point lies in front of the other camera and inside its image (and, for depth
+    """[B, N, M, h, w] bool: the point lies in front of the other camera and inside its image (and, for depth
     correspondences, the source pixel has a finite depth)."""
 
 
@@ -49,6 +48,28 @@ def other_views(num_views: int, device: torch.device | str | None = None) -> tor
     index = torch.arange(num_views, device=device)
     others = index[None, :].expand(num_views, num_views)
     return others[others != index[:, None]].reshape(num_views, num_views - 1)
+
+
+def nearest_views(c2w: torch.Tensor, count: int) -> torch.Tensor:
+    """[B, N, M] long: for every view, the M = min(count, N - 1) other views whose viewing directions are closest
+    (all other views, in increasing order, when count >= N - 1 or count <= 0).
+
+    Bounds the cost of CAA when many views are generated together, and keeps the number of views each pixel
+    attends to what it was in training (groups of `num_views`), whatever the number of views sampled.
+    """
+    batch, views = c2w.shape[:2]
+    if count <= 0 or count >= views - 1:
+        return other_views(views, c2w.device).expand(batch, views, views - 1)
+    forward = -c2w[..., :3, 2]  # OpenGL cameras look along -z
+    cosine = torch.einsum("bnk,bmk->bnm", forward, forward)
+    cosine = cosine - 3.0 * torch.eye(views, device=c2w.device, dtype=cosine.dtype)  # never the view itself
+    return cosine.topk(count, dim=-1).indices.sort(dim=-1).values
+
+
+def _gather_views(values: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
+    """values [B, N, ...] at others [B, N, M] -> [B, N, M, ...] (values of view others[b, i, m] of scene b)."""
+    scene = torch.arange(values.shape[0], device=values.device)[:, None, None]
+    return values[scene, others]
 
 
 def scale_intrinsics(intrinsics: torch.Tensor, factor: float) -> torch.Tensor:
@@ -82,8 +103,8 @@ def _opencv_rotation_translation(c2w: torch.Tensor) -> tuple[torch.Tensor, torch
 
 def _project(points_in_other: torch.Tensor, intrinsics: torch.Tensor, height: int, width: int
              ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pixel locations [B, N, N - 1, h, w, 2] and in-front-and-inside mask of OpenCV camera-frame points
-    [B, N, N - 1, h, w, 3]; intrinsics [B, 4] of the h x w images."""
+    """Pixel locations [B, N, M, h, w, 2] and in-front-and-inside mask of OpenCV camera-frame points
+    [B, N, M, h, w, 3]; intrinsics [B, 4] of the h x w images."""
     x, y, z = points_in_other.unbind(-1)
     k = intrinsics[:, None, None, None, None, :]
     in_front = z > MIN_DEPTH
@@ -101,13 +122,16 @@ def _check(c2w: torch.Tensor, intrinsics: torch.Tensor) -> None:
         raise InvalidInputError("intrinsics", f"shape {list(intrinsics.shape)}", "pass (fx, fy, cx, cy) per scene, [B, 4]")
 
 
-def depth_correspondences(c2w: torch.Tensor, intrinsics: torch.Tensor, depth: torch.Tensor) -> Correspondences:
+def depth_correspondences(c2w: torch.Tensor, intrinsics: torch.Tensor, depth: torch.Tensor,
+                          others: torch.Tensor | None = None) -> Correspondences:
     """Correspondences of the depth-conditioned task at the resolution of `depth`.
 
     c2w [B, N, 4, 4] (OpenGL axes), intrinsics [B, 4] (fx, fy, cx, cy) in pixels of the h x w depth maps,
-    depth [B, N, h, w] along each camera's viewing axis (+inf or <= 0 where nothing was hit).
+    depth [B, N, h, w] along each camera's viewing axis (+inf or <= 0 where nothing was hit), others [B, N, M]
+    (which views each view reads; default all others).
     """
     _check(c2w, intrinsics)
+    others = nearest_views(c2w, 0) if others is None else others
     batch, views, height, width = depth.shape
     if tuple(depth.shape[:2]) != tuple(c2w.shape[:2]):
         raise InvalidInputError("depth", f"shape {list(depth.shape)} for cameras {list(c2w.shape)}",
@@ -117,27 +141,25 @@ def depth_correspondences(c2w: torch.Tensor, intrinsics: torch.Tensor, depth: to
     known = torch.isfinite(depth) & (depth > 0)
     local = rays[:, None] * torch.where(known, depth, torch.zeros_like(depth))[..., None]  # [B, N, h, w, 3]
     world = torch.einsum("bnij,bnhwj->bnhwi", rotation, local) + centre[:, :, None, None, :]
-    others = other_views(views, c2w.device)  # [N, N - 1]
     # Into camera l: R_l^T (X - c_l), for every source view i and each of its other views l.
-    offset = world[:, :, None] - centre[:, others][:, :, :, None, None, :]  # [B, N, N - 1, h, w, 3]
-    in_other = torch.einsum("bnlji,bnlhwj->bnlhwi", rotation[:, others], offset)
+    offset = world[:, :, None] - _gather_views(centre, others)[:, :, :, None, None, :]  # [B, N, M, h, w, 3]
+    in_other = torch.einsum("bnlji,bnlhwj->bnlhwi", _gather_views(rotation, others), offset)
     uv, valid = _project(in_other, intrinsics, height, width)
-    return Correspondences(uv, valid & known[:, :, None])
+    return Correspondences(others, uv, valid & known[:, :, None])
 
 
-def homography_correspondences(c2w: torch.Tensor, intrinsics: torch.Tensor, height: int, width: int
-                               ) -> Correspondences:
+def homography_correspondences(c2w: torch.Tensor, intrinsics: torch.Tensor, height: int, width: int,
+                               others: torch.Tensor | None = None) -> Correspondences:
     """Correspondences of rotation-only cameras (panoramas) at h x w: the homography K R_l^T R_i K^-1.
 
     c2w [B, N, 4, 4] (OpenGL axes; translations are ignored, the cameras are taken to share one centre),
-    intrinsics [B, 4] in pixels of the h x w images.
+    intrinsics [B, 4] in pixels of the h x w images, others [B, N, M] (default all other views).
     """
     _check(c2w, intrinsics)
-    views = c2w.shape[1]
+    others = nearest_views(c2w, 0) if others is None else others
     rotation, _ = _opencv_rotation_translation(c2w)
     rays = _camera_rays(intrinsics, height, width)  # [B, h, w, 3]
     world = torch.einsum("bnij,bhwj->bnhwi", rotation, rays)  # directions: points at infinity
-    others = other_views(views, c2w.device)
-    in_other = torch.einsum("bnlji,bnhwj->bnlhwi", rotation[:, others], world)
+    in_other = torch.einsum("bnlji,bnhwj->bnlhwi", _gather_views(rotation, others), world)
     uv, valid = _project(in_other, intrinsics, height, width)
-    return Correspondences(uv, valid)
+    return Correspondences(others, uv, valid)

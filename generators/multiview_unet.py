@@ -29,7 +29,7 @@ from torch import nn
 
 from generators.caa import CorrespondenceAttention
 from generators.correspondence import (Correspondences, depth_correspondences, homography_correspondences,
-                                       pool_depth, scale_intrinsics)
+                                       nearest_views, pool_depth, scale_intrinsics)
 from generators.xunet import (AttnBlock, ResnetBlock, XUNetConfig, _group_norm, _zero_init, logsnr_embedding,
                               nerf_positional_encoding)
 from scenes.cameras import camera_rays
@@ -49,6 +49,9 @@ class MultiViewUNetConfig(XUNetConfig):
     """K of the K x K neighbourhood each pixel attends to around its correspondence in every other view."""
     num_views: int = 4
     """Views per training group: the conditioning view and num_views - 1 generated ones."""
+    caa_views: int = 0
+    """Other views each view's CAA reads, the nearest by viewing direction; 0 = num_views - 1, as in training, so
+    sampling many views at once costs CAA no more per view than a training group."""
     correspondence: str = "depth"
     """`depth` (objects: cameras plus per-view depth, which also enters as an input channel) or `homography`
     (panoramas: rotation-only cameras, no depth)."""
@@ -65,6 +68,9 @@ class MultiViewUNetConfig(XUNetConfig):
         if self.num_views < 2:
             raise InvalidInputError("MultiViewUNetConfig.num_views", f"is {self.num_views}",
                                     "use at least 2 (one conditioning view and one generated view)")
+        if self.caa_views < 0:
+            raise InvalidInputError("MultiViewUNetConfig.caa_views", f"is {self.caa_views}",
+                                    "use 0 (num_views - 1) or a positive number of views")
         if self.correspondence not in CORRESPONDENCE_KINDS:
             raise InvalidInputError("MultiViewUNetConfig.correspondence", f"unknown kind {self.correspondence!r}",
                                     f"use one of: {', '.join(CORRESPONDENCE_KINDS)}")
@@ -150,6 +156,7 @@ class MultiViewUNet(nn.Module):
                         ) -> list[Correspondences | None]:
         """Correspondences at every level's resolution (None where no CAA block reads them)."""
         config, found = self.config, []
+        others = nearest_views(c2w, config.caa_views or config.num_views - 1)  # [B, N, M], the same at every level
         for level, size in enumerate(config.resolutions()):
             if size not in config.caa_resolutions:
                 found.append(None)
@@ -157,9 +164,9 @@ class MultiViewUNet(nn.Module):
             factor = 2 ** level
             k = scale_intrinsics(intrinsics, 1.0 / factor)
             if config.uses_depth:
-                found.append(depth_correspondences(c2w, k, pool_depth(depth, factor)))
+                found.append(depth_correspondences(c2w, k, pool_depth(depth, factor), others))
             else:
-                found.append(homography_correspondences(c2w, k, size, size))
+                found.append(homography_correspondences(c2w, k, size, size, others))
         return found
 
     def _embeddings(self, logsnr: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor, height: int,

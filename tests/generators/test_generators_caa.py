@@ -9,7 +9,8 @@ import trimesh
 from torch import nn
 
 from generators.caa import CorrespondenceAttention
-from generators.correspondence import depth_correspondences, homography_correspondences, pool_depth
+from generators.correspondence import (depth_correspondences, homography_correspondences, nearest_views,
+                                       pool_depth)
 from scenes.camera_paths import intrinsics_from_fov, orbit_cameras
 from scenes.cameras import Cameras, camera_rays, look_at
 from scenes.render import render_mesh
@@ -167,3 +168,27 @@ def test_untrained_caa_is_the_identity():
     features = torch.randn(len(cameras), 8, SIZE, SIZE, dtype=torch.float64)
     out = block(features, homography_correspondences(c2w, intrinsics, SIZE, SIZE))
     assert torch.equal(out, features)
+
+
+def test_nearest_views_are_the_orbit_neighbours():
+    c2w = torch.as_tensor(orbit_cameras(8, 2.5, 30.0))[None]
+    nearest = nearest_views(c2w, 2)[0]
+    expected = torch.tensor([sorted([(i - 1) % 8, (i + 1) % 8]) for i in range(8)])
+    assert torch.equal(nearest, expected)
+    assert torch.equal(nearest_views(c2w, 0)[0, 3], torch.tensor([0, 1, 2, 4, 5, 6, 7]))
+
+
+def test_caa_reads_only_the_chosen_views():
+    """With M = 1 nearest view, the attention equals the reference restricted to that view."""
+    cameras = panorama_cameras()
+    c2w, intrinsics = as_batch(cameras)
+    others = nearest_views(c2w, 1)
+    found = homography_correspondences(c2w, intrinsics, SIZE, SIZE, others)
+    uv, valid = reference_correspondences(cameras, None)
+    slots = [[o for o in range(len(cameras)) if o != i].index(int(others[0, i, 0])) for i in range(len(cameras))]
+    keep = np.zeros_like(valid)
+    for i, slot in enumerate(slots):
+        keep[i, slot] = valid[i, slot]
+    features = torch.randn(len(cameras), 4, SIZE, SIZE, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    got = (identity_caa(4, 3, False)(features, found) - features).flatten(2).transpose(1, 2).detach().numpy()
+    np.testing.assert_allclose(got, reference_attention(features.numpy(), uv, keep, 3, False), atol=1e-10)
