@@ -119,7 +119,8 @@ def _check(c2w: torch.Tensor, intrinsics: torch.Tensor) -> None:
     if c2w.ndim != 4 or tuple(c2w.shape[-2:]) != (4, 4) or c2w.shape[1] < 2:
         raise InvalidInputError("c2w", f"shape {list(c2w.shape)}", "pass [B, N, 4, 4] cameras with N >= 2 views")
     if tuple(intrinsics.shape) != (c2w.shape[0], 4):
-        raise InvalidInputError("intrinsics", f"shape {list(intrinsics.shape)}", "pass (fx, fy, cx, cy) per scene, [B, 4]")
+        raise InvalidInputError("intrinsics", f"shape {list(intrinsics.shape)}",
+                                "pass (fx, fy, cx, cy) per scene, [B, 4]")
 
 
 def depth_correspondences(c2w: torch.Tensor, intrinsics: torch.Tensor, depth: torch.Tensor,

@@ -36,7 +36,8 @@ class JointViewGenerator:
         get_step_rule(step_rule)
         if steps < 1:
             raise InvalidInputError("steps", f"is {steps}", "use at least one denoising step")
-        self.model, self.steps, self.guidance_weight, self.step_rule = model, int(steps), float(guidance_weight), step_rule
+        self.model, self.steps, self.step_rule = model, int(steps), step_rule
+        self.guidance_weight = float(guidance_weight)
         self.config = model.config
         self.schedule = CosineLogSNRSchedule(self.config.logsnr_min, self.config.logsnr_max)
         self.device = denoiser_device(model)

@@ -48,7 +48,8 @@ def sample_joint(denoiser: MultiViewDenoiser, input_image: torch.Tensor, input_c
     step = get_step_rule(step_rule)
     if input_image.ndim != 4 or target_c2w.ndim != 4 or target_c2w.shape[0] != input_image.shape[0]:
         raise InvalidInputError("target_c2w", f"shape {list(target_c2w.shape)} for input images "
-                                f"{list(input_image.shape)}", "pass input_image [S, 3, H, W] and target_c2w [S, N, 4, 4]")
+                                f"{list(input_image.shape)}",
+                                "pass input_image [S, 3, H, W] and target_c2w [S, N, 4, 4]")
     if steps < 1:
         raise InvalidInputError("steps", f"is {steps}", "use at least one denoising step")
     if guidance_weight != 0 and not denoiser.supports_guidance:

@@ -3,7 +3,6 @@ views really meet through CAA only, joint sampling reproduces an oracle and is f
 and resumes exactly."""
 
 import dataclasses
-import math
 
 import numpy as np
 import pytest
@@ -130,8 +129,8 @@ def test_guidance_combines_conditional_and_unconditional():
 
     z = torch.randn(2, 3, 3, SIZE, SIZE)
     w = 2.5
-    eps = guided_joint_eps(Recording(), z, torch.zeros(2), torch.zeros(2, 3, SIZE, SIZE), torch.eye(4).repeat(2, 3, 1, 1),
-                           torch.ones(2, 4), None, w)
+    eps = guided_joint_eps(Recording(), z, torch.zeros(2), torch.zeros(2, 3, SIZE, SIZE),
+                           torch.eye(4).repeat(2, 3, 1, 1), torch.ones(2, 4), None, w)
     torch.testing.assert_close(eps, (1 + w) * 2 * z - w * z)
 
 
@@ -180,3 +179,13 @@ def test_training_learns_and_resumes_exactly(tmp_path, scene_with_depth):
         torch.testing.assert_close(x, y, rtol=0, atol=0, msg=name)
     untrained = MultiViewUNet(config).state_dict()
     assert any(not torch.equal(untrained[name], x) for name, x in a.state_dict().items() if ".caa.out." in name)
+
+
+def test_mvdiffusion_takes_the_joint_sampler_only():
+    from generators.registry import find_generators, parse_method
+
+    generators = find_generators()
+    assert parse_method("mvdiffusion/joint@2", generators).guidance_weight == 2.0
+    for method in ("mvdiffusion/stochastic", "xunet/joint", "mvdiffusion"):
+        with pytest.raises(InvalidInputError, match="sampler"):
+            parse_method(method, generators)
