@@ -187,19 +187,18 @@ class TrainGenerator(NvscTask):
     def check_inputs(self) -> None:
         from generators.checkpoint import ARCHITECTURES
 
-        presets = self.presets()
-        if self.preset not in presets:
-            raise InvalidInputError("TrainGenerator.preset", f"unknown preset '{self.preset}'",
-                                    f"use one of: {', '.join(sorted(presets))}")
         if self.architecture not in ARCHITECTURES:
             raise InvalidInputError("TrainGenerator.architecture", f"unknown architecture '{self.architecture}'",
                                     f"use one of: {', '.join(sorted(ARCHITECTURES))}")
+        presets = self.presets()
+        if self.preset not in presets:
+            raise InvalidInputError("TrainGenerator.preset", f"unknown preset '{self.preset}' of {self.architecture}",
+                                    f"use one of: {', '.join(sorted(presets))}")
 
     def presets(self) -> dict:
-        from generators.multiview_unet import MULTIVIEW_PRESETS
-        from generators.xunet import PRESETS
+        from generators.checkpoint import presets_of
 
-        return MULTIVIEW_PRESETS if self.architecture == "mvdiffusion" else PRESETS
+        return presets_of(self.architecture)
 
     def produce(self, folder: Path) -> None:
         import shutil

@@ -189,3 +189,19 @@ def test_mvdiffusion_takes_the_joint_sampler_only():
     for method in ("mvdiffusion/stochastic", "xunet/joint", "mvdiffusion"):
         with pytest.raises(InvalidInputError, match="sampler"):
             parse_method(method, generators)
+
+
+def test_panorama_model_trains_and_samples_without_depth(tmp_path):
+    """The homography variant: rotation-only cameras about 45 degrees apart, no depth anywhere."""
+    from tests.generators.test_generators_caa import panorama_cameras
+
+    cameras = panorama_cameras(views=4, size=SIZE)
+    images = np.random.default_rng(0).random((4, SIZE, SIZE, 3), dtype=np.float32)
+    scene = MultiViewScene(images, cameras)
+    config = dataclasses.replace(MICRO, correspondence="homography")
+    train = TrainConfig(steps=2, batch_size=2, warmup_steps=1, checkpoint_every=2, architecture="mvdiffusion",
+                        device="cpu")
+    folder = train_multiview([scene], None, config, train, tmp_path / "panorama")
+    generator = JointViewGenerator.from_checkpoint(folder, steps=2, guidance_weight=0.5)
+    views = generator.generate(scene.subset([0]), cameras[[1, 2, 3]], seed=0)
+    assert views.shape == (3, SIZE, SIZE, 3) and np.isfinite(views).all()
