@@ -156,7 +156,13 @@ class MultiViewUNet(nn.Module):
 
     def correspondences(self, c2w: torch.Tensor, intrinsics: torch.Tensor, depth: torch.Tensor | None
                         ) -> list[Correspondences | None]:
-        """Correspondences at every level's resolution (None where no CAA block reads them)."""
+        """Correspondences at every level's resolution (None where no CAA block reads them), in float32 even under
+        autocast: bf16 would move a point at 64 pixels by a quarter pixel."""
+        with torch.autocast(c2w.device.type, enabled=False):
+            return self._correspondences(c2w.float(), intrinsics.float(), depth.float() if depth is not None else None)
+
+    def _correspondences(self, c2w: torch.Tensor, intrinsics: torch.Tensor, depth: torch.Tensor | None
+                         ) -> list[Correspondences | None]:
         config, found = self.config, []
         others = nearest_views(c2w, config.caa_views or config.num_views - 1)  # [B, N, M], the same at every level
         for level, size in enumerate(config.resolutions()):
