@@ -80,10 +80,10 @@ class MultiViewUNetConfig(XUNetConfig):
         return self.correspondence == "depth"
 
 
-#: "tiny" trains on a 2-core CPU at 32x32 with groups of 4 views (CAA at 16x16 and 8x8 only; about 1.1 s per step
-#: of 4 groups on one core, against 0.6 s for the tiny X-UNet's 16 pairs). "mvd-64" is the GPU size: CAA after every
-#: block at every level, as MVDiffusion, groups of 8 views (a panorama), each view reading its 2 nearest views,
-#: which bounds the gathered keys at 64x64 to 2 * 9 per pixel (not measured on a GPU yet).
+#: "tiny" trains on a CPU at 32x32 with groups of 4 views, CAA at 16x16 and 8x8 only (benchmarks/multiview.py: on
+#: the CPU it trains 0.45x as many generated views per second as the tiny X-UNet). "mvd-64" is the GPU size: CAA
+#: after every block at every level, as MVDiffusion, groups of 8 views (a panorama), each view reading its 2 nearest
+#: views, which bounds the gathered keys at 64x64 to 2 * 9 per pixel (not yet measured on a GPU).
 MULTIVIEW_PRESETS: dict[str, MultiViewUNetConfig] = {
     "tiny": MultiViewUNetConfig(image_size=32, ch=32, ch_mult=(1, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
                                 num_heads=4, dropout=0.0, emb_ch=64, pos_octaves=6, caa_resolutions=(16, 8),
