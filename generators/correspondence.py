@@ -50,20 +50,24 @@ def other_views(num_views: int, device: torch.device | str | None = None) -> tor
     return others[others != index[:, None]].reshape(num_views, num_views - 1)
 
 
-def nearest_views(c2w: torch.Tensor, count: int) -> torch.Tensor:
+def nearest_views(c2w: torch.Tensor, count: int, anchor: int | None = None) -> torch.Tensor:
     """[B, N, M] long: for every view, the M = min(count, N - 1) other views whose viewing directions are closest
-    (all other views, in increasing order, when count >= N - 1 or count <= 0).
+    (all other views, in increasing order, when count >= N - 1 or count <= 0), sorted. With `anchor`, that view
+    is always among them (for every view but itself).
 
-    Bounds the cost of CAA when many views are generated together, and keeps the number of views each pixel
-    attends to what it was in training (groups of `num_views`), whatever the number of views sampled.
+    Bounds the cost of CAA when many views are generated together, and keeps what each pixel attends to as it was
+    in training: groups of `num_views` views, where every generated view reads the conditioning view (the anchor)
+    and its other views.
     """
     batch, views = c2w.shape[:2]
     if count <= 0 or count >= views - 1:
         return other_views(views, c2w.device).expand(batch, views, views - 1)
     forward = -c2w[..., :3, 2]  # OpenGL cameras look along -z
-    cosine = torch.einsum("bnk,bmk->bnm", forward, forward)
-    cosine = cosine - 3.0 * torch.eye(views, device=c2w.device, dtype=cosine.dtype)  # never the view itself
-    return cosine.topk(count, dim=-1).indices.sort(dim=-1).values
+    score = torch.einsum("bnk,bmk->bnm", forward, forward)  # cosines in [-1, 1]
+    if anchor is not None:
+        score[..., anchor] += 4.0
+    score = score - 16.0 * torch.eye(views, device=c2w.device, dtype=score.dtype)  # never the view itself
+    return score.topk(count, dim=-1).indices.sort(dim=-1).values
 
 
 def _gather_views(values: torch.Tensor, others: torch.Tensor) -> torch.Tensor:

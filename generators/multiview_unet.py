@@ -50,8 +50,8 @@ class MultiViewUNetConfig(XUNetConfig):
     num_views: int = 4
     """Views per training group: the conditioning view and num_views - 1 generated ones."""
     caa_views: int = 0
-    """Other views each view's CAA reads, the nearest by viewing direction; 0 = num_views - 1, as in training, so
-    sampling many views at once costs CAA no more per view than a training group."""
+    """Other views each view's CAA reads: the conditioning view and the nearest by viewing direction; 0 =
+    num_views - 1, as in training, so sampling many views at once costs CAA no more per view than a training group."""
     correspondence: str = "depth"
     """`depth` (objects: cameras plus per-view depth, which also enters as an input channel) or `homography`
     (panoramas: rotation-only cameras, no depth)."""
@@ -164,7 +164,8 @@ class MultiViewUNet(nn.Module):
     def _correspondences(self, c2w: torch.Tensor, intrinsics: torch.Tensor, depth: torch.Tensor | None
                          ) -> list[Correspondences | None]:
         config, found = self.config, []
-        others = nearest_views(c2w, config.caa_views or config.num_views - 1)  # [B, N, M], the same at every level
+        # [B, N, M], the same at every level; every view reads the conditioning view 0, as in training groups.
+        others = nearest_views(c2w, config.caa_views or config.num_views - 1, anchor=0)
         for level, size in enumerate(config.resolutions()):
             if size not in config.caa_resolutions:
                 found.append(None)

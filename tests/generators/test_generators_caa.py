@@ -176,6 +176,8 @@ def test_nearest_views_are_the_orbit_neighbours():
     expected = torch.tensor([sorted([(i - 1) % 8, (i + 1) % 8]) for i in range(8)])
     assert torch.equal(nearest, expected)
     assert torch.equal(nearest_views(c2w, 0)[0, 3], torch.tensor([0, 1, 2, 4, 5, 6, 7]))
+    anchored = nearest_views(c2w, 3, anchor=0)[0]
+    assert anchored[4].tolist() == [0, 3, 5] and anchored[2].tolist() == [0, 1, 3]
 
 
 def test_caa_reads_only_the_chosen_views():
