@@ -79,15 +79,16 @@ def main() -> int:
     rows = []
 
     train = TrainConfig(batch_size=args.groups, precision=precision, architecture="mvdiffusion", steps=10 ** 9)
-    run = MultiViewTrainingRun(mv, train, device)
+    joint_run = MultiViewTrainingRun(mv, train, device)
     groups = DeviceViewGroups(scenes, depths, size, device)
-    joint_train = timed(device, lambda: run.train_step(groups.sample(args.groups, views, run.data_generator)),
-                        args.steps)
-    del run
-    run = TrainingRun(xu, dataclasses.replace(train, batch_size=generated, architecture="xunet"), device)
+    joint_train = timed(device, lambda: joint_run.train_step(groups.sample(args.groups, views,
+                                                                           joint_run.data_generator)), args.steps)
+    del joint_run
+    pair_run = TrainingRun(xu, dataclasses.replace(train, batch_size=generated, architecture="xunet"), device)
     pairs = DevicePairBatches(ViewPairs(scenes, size), device)
-    pair_train = timed(device, lambda: run.train_step(pairs.sample(generated, run.data_generator)), args.steps)
-    del run
+    pair_train = timed(device, lambda: pair_run.train_step(pairs.sample(generated, pair_run.data_generator)),
+                       args.steps)
+    del pair_run
     rows.append(("training, generated views/s", generated / joint_train, generated / pair_train))
 
     schedule, k = CosineLogSNRSchedule(mv.logsnr_min, mv.logsnr_max), scenes[0].cameras.intrinsics
