@@ -60,6 +60,11 @@ def timed(device: torch.device, work, repeats: int, warmup: int = 2) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def training_seconds(run: TrainingRun, draw, steps: int) -> float:
+    """Seconds per `run.train_step` on batches `draw(generator)`; the run is dropped afterwards (GPU memory)."""
+    return timed(run.device, lambda: run.train_step(draw(run.data_generator)), steps)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--mv-preset", default="mvd-64", choices=sorted(MULTIVIEW_PRESETS))
@@ -79,16 +84,13 @@ def main() -> int:
     rows = []
 
     train = TrainConfig(batch_size=args.groups, precision=precision, architecture="mvdiffusion", steps=10 ** 9)
-    joint_run = MultiViewTrainingRun(mv, train, device)
     groups = DeviceViewGroups(scenes, depths, size, device)
-    joint_train = timed(device, lambda: joint_run.train_step(groups.sample(args.groups, views,
-                                                                           joint_run.data_generator)), args.steps)
-    del joint_run
-    pair_run = TrainingRun(xu, dataclasses.replace(train, batch_size=generated, architecture="xunet"), device)
+    joint_train = training_seconds(MultiViewTrainingRun(mv, train, device),
+                                   lambda generator: groups.sample(args.groups, views, generator), args.steps)
     pairs = DevicePairBatches(ViewPairs(scenes, size), device)
-    pair_train = timed(device, lambda: pair_run.train_step(pairs.sample(generated, pair_run.data_generator)),
-                       args.steps)
-    del pair_run
+    pair_train = training_seconds(TrainingRun(xu, dataclasses.replace(train, batch_size=generated,
+                                                                      architecture="xunet"), device),
+                                  lambda generator: pairs.sample(generated, generator), args.steps)
     rows.append(("training, generated views/s", generated / joint_train, generated / pair_train))
 
     schedule, k = CosineLogSNRSchedule(mv.logsnr_min, mv.logsnr_max), scenes[0].cameras.intrinsics
