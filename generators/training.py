@@ -69,7 +69,8 @@ class TrainConfig:
     device: str = "auto"
     """"cpu", "cuda", "cuda:N" or "auto" (CUDA when available)."""
     architecture: str = "xunet"
-    """"xunet" (3DiM's X-UNet) or "concat_unet" (the ablation's baseline, see generators.concat_unet)."""
+    """"xunet" (3DiM's X-UNet), "concat_unet" (the ablation's baseline, see generators.concat_unet) or
+    "mvdiffusion" (the joint multi-view UNet, trained on N-view groups by generators.multiview_training)."""
     precision: str = "auto"
     """"bf16" (autocast, fp32 weights and optimizer), "fp32", or "auto": bf16 on CUDA, fp32 on the CPU."""
     channels_last: bool | None = None
