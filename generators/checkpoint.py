@@ -25,8 +25,9 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from generators.concat_unet import ConcatUNet
+from generators.multiview_unet import MULTIVIEW_PRESETS, MultiViewUNet, MultiViewUNetConfig
 from generators.schedule import CosineLogSNRSchedule
-from generators.xunet import XUNet, XUNetConfig
+from generators.xunet import PRESETS, XUNet, XUNetConfig
 from scenes.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,16 @@ logger = logging.getLogger(__name__)
 FORMAT_VERSION = 1
 CONFIG_FILE, MODEL_FILE, EMA_FILE, STATE_FILE = "config.json", "model.safetensors", "ema.safetensors", "train_state.pt"
 #: Architecture name in config.json -> (model class, config class).
-ARCHITECTURES = {"xunet": (XUNet, XUNetConfig), "concat_unet": (ConcatUNet, XUNetConfig)}
+ARCHITECTURES = {"xunet": (XUNet, XUNetConfig), "concat_unet": (ConcatUNet, XUNetConfig),
+                 "mvdiffusion": (MultiViewUNet, MultiViewUNetConfig)}
+
+
+def presets_of(architecture: str) -> dict[str, XUNetConfig]:
+    """The named model configurations an architecture can be built from (the pair models share the X-UNet's)."""
+    if architecture not in ARCHITECTURES:
+        raise InvalidInputError("architecture", f"unknown architecture {architecture!r}",
+                                f"use one of: {', '.join(ARCHITECTURES)}")
+    return MULTIVIEW_PRESETS if architecture == "mvdiffusion" else PRESETS
 
 
 def architecture_of(model: torch.nn.Module) -> str:

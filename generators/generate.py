@@ -14,7 +14,8 @@ from generators.controls import CONTROLS
 from generators.denoiser import Denoiser, ViewGenerator
 from generators.denoiser_generator import DenoiserViewGenerator, SamplingConfig
 from generators.folder_generator import FolderViewGenerator
-from generators.registry import Method, call_factory
+from generators.multiview_generator import JointViewGenerator
+from generators.registry import JOINT_SAMPLERS, Method, call_factory
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
 
@@ -29,10 +30,17 @@ def split_views(truth: MultiViewScene, input_view: int) -> tuple[MultiViewScene,
 
 
 def build_generator(method: Method, scene: str, sampling: SamplingConfig, checkpoint: Path | None = None,
-                    device: str = "cpu") -> ViewGenerator | None:
+                    device: str = "cpu", depth: np.ndarray | None = None) -> ViewGenerator | None:
     """The ViewGenerator of a method (None for controls); `sampling` applies to denoisers, with the method's own
-    sampler and guidance weight."""
+    sampler and guidance weight. `depth` [1 + N, H, W] (input view, then the targets) is for the joint generator."""
     entry = method.generator
+    if entry.kind == "trained" and entry.name in JOINT_SAMPLERS:
+        if checkpoint is None:
+            raise InvalidInputError("checkpoint", f"method '{method.text}' needs a trained checkpoint",
+                                    "train one first (the TrainGenerator task) and pass its folder")
+        weight = sampling.guidance_weight if method.guidance_weight is None else method.guidance_weight
+        return JointViewGenerator.from_checkpoint(checkpoint, sampling.steps, weight, device, sampling.step_rule,
+                                                  depth=depth)
     if method.sampler is not None:
         sampling = SamplingConfig(sampler=method.sampler, steps=sampling.steps, step_rule=sampling.step_rule,
                                   markovian_window=sampling.markovian_window,
@@ -68,13 +76,18 @@ def build_generator(method: Method, scene: str, sampling: SamplingConfig, checkp
 
 
 def prepare_generator(method: Method, truth: MultiViewScene, input_view: int, scene: str,
-                      sampling: SamplingConfig, checkpoint: Path | None = None, device: str = "cpu"
-                      ) -> ViewGenerator | None:
+                      sampling: SamplingConfig, checkpoint: Path | None = None, device: str = "cpu",
+                      depth: np.ndarray | None = None) -> ViewGenerator | None:
     """`build_generator`, then the checks a generator can make before generating (a folder reads and matches its
-    views, a denoiser checks image size and intrinsics)."""
+    views, a denoiser checks image size and intrinsics). `depth` [N, H, W]: the depth of `truth`'s views, for
+    generators that need it (the depth-conditioned joint generator)."""
     inputs, targets = split_views(truth, input_view)
-    generator = build_generator(method, scene, sampling, checkpoint, device)
-    if isinstance(generator, FolderViewGenerator):
+    if depth is not None:  # the order of split_views: the input view, then the others
+        depth = np.asarray(depth)[[input_view] + [i for i in range(len(truth)) if i != input_view]]
+    generator = build_generator(method, scene, sampling, checkpoint, device, depth)
+    if isinstance(generator, JointViewGenerator):
+        generator.check(inputs, targets.cameras)
+    elif isinstance(generator, FolderViewGenerator):
         generator.read_checked(inputs, targets.cameras)
     elif isinstance(generator, DenoiserViewGenerator):
         generator.check(inputs, targets.cameras)

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from generators.checkpoint import build_model, read_config, read_model_config
-from generators.xunet import PRESETS, XUNetConfig
+from generators.checkpoint import build_model, presets_of, read_config, read_model_config
+from generators.xunet import XUNetConfig
 from scenes.errors import InvalidInputError
 
 def parameter_counts(architecture: str, config: XUNetConfig) -> dict[str, int]:
@@ -39,17 +39,18 @@ def _row(name: str, architecture: str, config: XUNetConfig, step: int | None = N
 
 
 def describe(names: list[str], architecture: str = "xunet") -> list[dict]:
-    """One row per preset name or checkpoint folder (all presets when `names` is empty)."""
+    """One row per preset name (of `architecture`) or checkpoint folder (all presets when `names` is empty)."""
     rows = []
-    for name in names or list(PRESETS):
-        if name in PRESETS:
-            rows.append(_row(name, architecture, PRESETS[name]))
+    presets = presets_of(architecture)
+    for name in names or list(presets):
+        if name in presets:
+            rows.append(_row(name, architecture, presets[name]))
         elif Path(name).is_dir():
             config = read_config(Path(name))
             rows.append(_row(name, config["architecture"], read_model_config(Path(name), config), config.get("step")))
         else:
             raise InvalidInputError(name, "is neither a preset nor a checkpoint folder",
-                                    f"pass one of {', '.join(PRESETS)} or a folder holding config.json")
+                                    f"pass one of {', '.join(presets)} or a folder holding config.json")
     return rows
 
 

@@ -3,7 +3,8 @@ generators defined in luigi.cfg.
 
 A method (a row of the report) is written `<generator>[/<sampler>][@<w>]`:
   - controls take neither sampler nor weight: `ground_truth`, `noise`, `perturbed`, `shuffled_cameras`;
-  - denoisers need a sampler of `generators.samplers` (`xunet/stochastic`, `my_model/markovian`);
+  - denoisers need a sampler of `generators.samplers` (`xunet/stochastic`, `my_model/markovian`); the joint
+    multi-view generator takes its own (`mvdiffusion/joint`, `generators.samplers.joint`);
   - `@<w>` sets the classifier-free guidance weight of that row (`xunet/stochastic@3`), for guidance sweeps;
     without it the pipeline's default (`[GenerateViews] guidance_weight`) applies. Only denoisers take it.
 
@@ -48,7 +49,10 @@ logger = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "nvsc.generators"
 CONFIG_PREFIX = "generator."
-TRAINED = ("xunet", "concat_unet")
+TRAINED = ("xunet", "concat_unet", "mvdiffusion")
+#: Built-in trained generators that denoise all views together (MVDiffusion's multi-branch UNet), and the samplers
+#: they take instead of the pair samplers of `generators.samplers`.
+JOINT_SAMPLERS = {"mvdiffusion": ("joint",)}
 FORBIDDEN_CHARACTERS = "/@ "
 
 
@@ -173,6 +177,13 @@ def describe(generators: Mapping[str, GeneratorEntry]) -> str:
                      f"{name}[/<sampler>]" for name, entry in generators.items())
 
 
+def samplers_of(entry: GeneratorEntry) -> tuple[str, ...]:
+    """The sampler names a generator that takes a sampler accepts."""
+    if entry.kind == "trained" and entry.name in JOINT_SAMPLERS:
+        return JOINT_SAMPLERS[entry.name]
+    return tuple(SAMPLERS)
+
+
 def parse_method(method: str, generators: Mapping[str, GeneratorEntry]) -> Method:
     """The `Method` of a method string; `InvalidInputError` for unknown names and misplaced samplers or weights."""
     base, at, weight_text = method.partition("@")
@@ -194,9 +205,10 @@ def parse_method(method: str, generators: Mapping[str, GeneratorEntry]) -> Metho
                                     "guidance weight", f"write just '{generator}'")
         return Method(method, entry, None, None)
     if slash or entry.takes_sampler:
-        if sampler not in SAMPLERS:
+        allowed = samplers_of(entry)
+        if sampler not in allowed:
             raise InvalidInputError("method", f"unknown sampler '{sampler}' in '{method}'",
-                                    f"use one of: {', '.join(f'{generator}/{s}' for s in SAMPLERS)}")
+                                    f"use one of: {', '.join(f'{generator}/{s}' for s in allowed)}")
         return Method(method, entry, sampler, weight)
     return Method(method, entry, None, weight)
 

@@ -69,7 +69,8 @@ class TrainConfig:
     device: str = "auto"
     """"cpu", "cuda", "cuda:N" or "auto" (CUDA when available)."""
     architecture: str = "xunet"
-    """"xunet" (3DiM's X-UNet) or "concat_unet" (the ablation's baseline, see generators.concat_unet)."""
+    """"xunet" (3DiM's X-UNet), "concat_unet" (the ablation's baseline, see generators.concat_unet) or
+    "mvdiffusion" (the joint multi-view UNet, trained on N-view groups by generators.multiview_training)."""
     precision: str = "auto"
     """"bf16" (autocast, fp32 weights and optimizer), "fp32", or "auto": bf16 on CUDA, fp32 on the CPU."""
     channels_last: bool | None = None
@@ -227,6 +228,16 @@ class TrainingRun:
     def parameter_count(self) -> int:
         return sum(p.numel() for p in self.model.parameters())
 
+    def draw_noise(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The random draws of one step for the whole global batch (`draw_noise`, one target image per example)."""
+        target = batch["target_image"]
+        return draw_noise(target.shape[0], tuple(target.shape[1:]), self.model_config.cond_dropout_prob,
+                          self.noise_generator)
+
+    def loss(self, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor], rows: slice) -> torch.Tensor:
+        """The loss of rows `rows` of the batch (view pairs here; other batch layouts override both hooks)."""
+        return loss_on(self.forward, batch, noise, self.schedule, rows)
+
     def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimiser step on the global `batch` (this process trains its rows); returns the loss (no sync)."""
         self.step_count += 1
@@ -235,9 +246,7 @@ class TrainingRun:
         self.model.train()
         autocast = (torch.autocast(self.device.type, dtype=self.autocast_dtype) if self.autocast_dtype
                     else contextlib.nullcontext())
-        target = batch["target_image"]
-        noise = draw_noise(target.shape[0], tuple(target.shape[1:]), self.model_config.cond_dropout_prob,
-                           self.noise_generator)
+        noise = self.draw_noise(batch)
         self.optimizer.zero_grad(set_to_none=True)
         # Gradient accumulation: equal micro-batches, each loss weighted 1 / count, sum to the whole batch's mean.
         count, total = self.config.grad_accumulation, torch.zeros((), device=self.device)
@@ -251,7 +260,7 @@ class TrainingRun:
                     else contextlib.nullcontext())
             with sync:
                 with autocast:
-                    loss = loss_on(self.forward, batch, noise, self.schedule, rows) / count
+                    loss = self.loss(batch, noise, rows) / count
                 loss.backward()
             total += loss.detach()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)

@@ -158,6 +158,7 @@ def generator(argv: list[str]) -> int:
     of each batch; rank 0 writes the checkpoint). A killed run continues from its last checkpoint when restarted.
     """
     from generators.checkpoint import ARCHITECTURES
+    from generators.multiview_unet import MULTIVIEW_PRESETS
     from generators.xunet import PRESETS
 
     parser = argparse.ArgumentParser(prog="nvsc generator", description=generator.__doc__)
@@ -170,7 +171,8 @@ def generator(argv: list[str]) -> int:
     train = commands.add_parser("train", help="Train on the train split of an SRN-layout dataset.")
     train.add_argument("--data", type=Path, required=True, help="Dataset root (holds *_train folders).")
     train.add_argument("--out", type=Path, required=True, help="Checkpoint folder to write (and resume).")
-    train.add_argument("--preset", default="3dim-64", choices=sorted(PRESETS))
+    train.add_argument("--preset", default="3dim-64", choices=sorted(set(PRESETS) | set(MULTIVIEW_PRESETS)),
+                       help="A preset of the architecture (mvdiffusion: generators.multiview_unet's).")
     train.add_argument("--architecture", default="xunet", choices=sorted(ARCHITECTURES))
     train.add_argument("--image-size", type=int, default=None, help="Default: the preset's.")
     train.add_argument("--steps", type=int, default=100_000)
@@ -192,19 +194,35 @@ def generator(argv: list[str]) -> int:
 
     from dataclasses import replace
 
+    from generators.checkpoint import presets_of
+    from generators.multiview_training import train_multiview
     from generators.training import TrainConfig, train_generator
     from scenes.srn import list_srn_instances, read_srn_instance
 
-    model_config = PRESETS[args.preset]
+    presets = presets_of(args.architecture)
+    if args.preset not in presets:
+        raise InvalidInputError("--preset", f"{args.preset} is not a preset of {args.architecture}",
+                                f"use one of: {', '.join(presets)}")
+    model_config = presets[args.preset]
     if args.image_size is not None:
         model_config = replace(model_config, image_size=args.image_size)
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
                                seed=args.seed, device=args.device, architecture=args.architecture,
                                compile=args.compile, grad_accumulation=args.grad_accumulation)
-    scenes = [read_srn_instance(path, image_size=model_config.image_size)
-              for path in list_srn_instances(args.data, "train")]
-    out = train_generator(scenes, model_config, train_config, args.out, log_dir=args.tensorboard)
+    paths = list_srn_instances(args.data, "train")
+    scenes = [read_srn_instance(path, image_size=model_config.image_size) for path in paths]
+    if args.architecture == "mvdiffusion":  # groups of num_views views; --batch-size counts groups
+        depths = None
+        if model_config.uses_depth:
+            from generators.multiview_training import resize_depth
+            from scenes.srn import read_srn_depth
+
+            depths = [resize_depth(read_srn_depth(path), model_config.image_size, str(path)).numpy()
+                      for path in paths]
+        out = train_multiview(scenes, depths, model_config, train_config, args.out, log_dir=args.tensorboard)
+    else:
+        out = train_generator(scenes, model_config, train_config, args.out, log_dir=args.tensorboard)
     print(f"nvsc: checkpoint in {out.resolve()}")
     return 0
 

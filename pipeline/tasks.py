@@ -8,8 +8,9 @@
 Defaults of every parameter live in `luigi.cfg`. A method is `generator[/sampler][@w]`: a built-in control
 (`ground_truth`, the real views: the consistency score's upper bound; `noise`, per-view random images: its lower
 bound; `perturbed` and `shuffled_cameras` in between), the trained X-UNet with a sampler (`xunet/stochastic`,
-`xunet/naive@1`), or a generator from a plug-in or a luigi.cfg `[generator.<name>]` section (see
-`generators.registry`); those depend on a GeneratorSource task instead of TrainGenerator.
+`xunet/naive@1`), MVDiffusion's joint multi-view UNet (`mvdiffusion/joint`), or a generator from a plug-in or a
+luigi.cfg `[generator.<name>]` section (see `generators.registry`); those depend on a GeneratorSource task
+instead of TrainGenerator.
 
 Run: `luigi --module pipeline.tasks BuildReport --local-scheduler` or `nvsc run`.
 """
@@ -148,14 +149,28 @@ def dataset_root(prepare: PrepareDataset) -> Path:
     return folder / json.loads((folder / "dataset.json").read_text())["root"]
 
 
-def load_instance(prepare: PrepareDataset, split: str, name: str):
-    from scenes.srn import list_srn_instances, read_srn_instance
+def instance_folder(prepare: PrepareDataset, split: str, name: str) -> Path:
+    from scenes.srn import list_srn_instances
 
     matches = [p for p in list_srn_instances(dataset_root(prepare), split) if p.name == name]
     if not matches:
         raise InvalidInputError("scene", f"no {split} instance named '{name}' in {dataset_root(prepare)}",
                                 "pass a name listed under the dataset's *_test folders")
-    return read_srn_instance(matches[0], image_size=prepare.image_size)
+    return matches[0]
+
+
+def load_instance(prepare: PrepareDataset, split: str, name: str):
+    from scenes.srn import read_srn_instance
+
+    return read_srn_instance(instance_folder(prepare, split, name), image_size=prepare.image_size)
+
+
+def load_depth(prepare: PrepareDataset, folder: Path):
+    """Depth [N, S, S] of an SRN instance's views at the dataset's image size (`depth/<view>.npy`)."""
+    from generators.multiview_training import resize_depth
+    from scenes.srn import read_srn_depth
+
+    return resize_depth(read_srn_depth(folder), prepare.image_size, str(folder / "depth")).numpy()
 
 
 # ---------------------------------------------------------------------------------------------------- training
@@ -167,10 +182,13 @@ class TrainGenerator(NvscTask):
     the TensorBoard logs are then moved into the output folder.
     """
 
-    preset = luigi.Parameter(description="Architecture preset (see generators.xunet.PRESETS).")
-    architecture = luigi.Parameter(description="`xunet` (3DiM) or `concat_unet` (the ablation's baseline).")
+    preset = luigi.Parameter(description="Architecture preset (generators.xunet.PRESETS; for mvdiffusion "
+                                         "generators.multiview_unet.MULTIVIEW_PRESETS).")
+    architecture = luigi.Parameter(description="`xunet` (3DiM), `concat_unet` (the ablation's baseline) or "
+                                               "`mvdiffusion` (MVDiffusion's joint multi-view UNet).")
     steps = luigi.IntParameter(description="Optimizer steps.")
-    batch_size = luigi.IntParameter(description="View pairs per step.")
+    batch_size = luigi.IntParameter(description="View pairs per step; for mvdiffusion, generated views per step "
+                                                "(batch_size / (num_views - 1) groups of num_views views).")
     lr = luigi.FloatParameter(description="Peak learning rate of AdamW.")
     warmup_steps = luigi.IntParameter(description="Linear learning-rate warm-up steps.")
     ema_decay = luigi.FloatParameter(description="Decay of the weights' exponential moving average.")
@@ -187,34 +205,47 @@ class TrainGenerator(NvscTask):
 
     def check_inputs(self) -> None:
         from generators.checkpoint import ARCHITECTURES
-        from generators.xunet import PRESETS
 
-        if self.preset not in PRESETS:
-            raise InvalidInputError("TrainGenerator.preset", f"unknown preset '{self.preset}'",
-                                    f"use one of: {', '.join(sorted(PRESETS))}")
         if self.architecture not in ARCHITECTURES:
             raise InvalidInputError("TrainGenerator.architecture", f"unknown architecture '{self.architecture}'",
                                     f"use one of: {', '.join(sorted(ARCHITECTURES))}")
+        presets = self.presets()
+        if self.preset not in presets:
+            raise InvalidInputError("TrainGenerator.preset", f"unknown preset '{self.preset}' of {self.architecture}",
+                                    f"use one of: {', '.join(sorted(presets))}")
+
+    def presets(self) -> dict:
+        from generators.checkpoint import presets_of
+
+        return presets_of(self.architecture)
 
     def produce(self, folder: Path) -> None:
         import shutil
         from dataclasses import replace
 
         from generators.checkpoint import STATE_FILE
+        from generators.multiview_training import train_multiview
         from generators.training import TrainConfig, train_generator
-        from generators.xunet import PRESETS
         from scenes.srn import list_srn_instances, read_srn_instance
 
         prepare = self.requires()
-        scenes = [read_srn_instance(path, image_size=prepare.image_size)
-                  for path in list_srn_instances(dataset_root(prepare), "train")]
-        model_config = replace(PRESETS[self.preset], image_size=prepare.image_size)
-        train_config = TrainConfig(steps=self.steps, batch_size=self.batch_size, lr=self.lr,
+        paths = list_srn_instances(dataset_root(prepare), "train")
+        scenes = [read_srn_instance(path, image_size=prepare.image_size) for path in paths]
+        model_config = replace(self.presets()[self.preset], image_size=prepare.image_size)
+        batch_size = self.batch_size
+        if self.architecture == "mvdiffusion":  # as many generated views per step as the pair models' targets
+            batch_size = max(1, round(self.batch_size / (model_config.num_views - 1)))
+        train_config = TrainConfig(steps=self.steps, batch_size=batch_size, lr=self.lr,
                                    warmup_steps=self.warmup_steps, ema_decay=self.ema_decay,
                                    checkpoint_every=self.checkpoint_every, seed=self.seed, device=self.device,
                                    architecture=self.architecture, compile=self.compile)
         work = self.output().folder.parent / f".{self.output().folder.name}.train"
-        train_generator(scenes, model_config, train_config, work / "checkpoint", log_dir=work / "tensorboard")
+        if self.architecture == "mvdiffusion":
+            depths = [load_depth(prepare, path) for path in paths] if model_config.uses_depth else None
+            train_multiview(scenes, depths, model_config, train_config, work / "checkpoint",
+                            log_dir=work / "tensorboard")
+        else:
+            train_generator(scenes, model_config, train_config, work / "checkpoint", log_dir=work / "tensorboard")
         (work / "checkpoint" / STATE_FILE).unlink(missing_ok=True)  # the product is the model, not the run
         for name in ("checkpoint", "tensorboard"):
             if (work / name).exists():
@@ -326,7 +357,9 @@ class GenerateViews(SceneMethodTask):
         return upstream
 
     def check_inputs(self) -> None:
+        from generators.checkpoint import read_config
         from generators.generate import prepare_generator
+        from generators.registry import JOINT_SAMPLERS
         from generators.training import resolve_device
 
         upstream = self.requires()
@@ -334,8 +367,13 @@ class GenerateViews(SceneMethodTask):
         self._truth = load_instance(upstream["dataset"], "test", self.scene)
         checkpoint = upstream["generator"].output().folder / "checkpoint" if method.generator.kind == "trained" \
             else None
+        depth = None
+        if method.generator.kind == "trained" and method.generator.name in JOINT_SAMPLERS \
+                and read_config(checkpoint)["model"].get("correspondence") == "depth":
+            depth = load_depth(upstream["dataset"], instance_folder(upstream["dataset"], "test", self.scene))
         self._generator = prepare_generator(method, self._truth, self.input_view, self.scene, self.sampling_config(),
-                                            checkpoint=checkpoint, device=str(resolve_device(self.device)))
+                                            checkpoint=checkpoint, device=str(resolve_device(self.device)),
+                                            depth=depth)
 
     def produce(self, folder: Path) -> None:
         from generators.generate import generate_views
