@@ -70,7 +70,7 @@ def test_consistency_ranks_ground_truth_above_perturbed_above_noise():
     """The NeRF score of 3DiM's protocol on the toy scene: perturbed sits between the truth and noise."""
     from dataclasses import replace
 
-    from nerf.protocol import fit_and_render_heldout
+    from nerf.protocol import SubsetConfig, run_protocol
     from tests.nerf.test_nerf_consistency import TEST_CONFIG
     from tests.nerf.test_nerf_toyscene import make_toy_scene, psnr
 
@@ -80,8 +80,8 @@ def test_consistency_ranks_ground_truth_above_perturbed_above_noise():
     scores = {}
     for name in ("ground_truth", "perturbed", "shuffled_cameras", "noise"):
         views = MultiViewScene(CONTROLS[name](scene, 0), scene.cameras, scene.names)
-        renders, heldout = fit_and_render_heldout(views, 4, config)
-        scores[name] = psnr(renders, heldout.images)
+        result = run_protocol(views, SubsetConfig(heldout_every=4), config)
+        scores[name] = psnr(result.renders.images, result.heldout.images)
     assert scores["ground_truth"] > scores["perturbed"] + 1.5, scores
     assert scores["perturbed"] > scores["noise"] + 1.5, scores
     assert scores["ground_truth"] > scores["shuffled_cameras"] + 1.5, scores
