@@ -3,7 +3,8 @@
     PrepareDataset -> TrainGenerator -> GenerateViews(scene, method) -> FitNeRF(scene, method)
                    -> ScoreScene(scene, method) -> BuildReport
                       GenerateViews(every scene, method) -> ScoreMethodSet(method) (FID, KID)
-                      GenerateViews(scene, method) -> ScorePanorama(scene, method)   (source = panorama)
+                      GenerateViews(scene, method) -> ScorePanorama(scene, method) -> BuildReport
+                                                                          (source = panorama: no NeRF)
 
 Defaults of every parameter live in `luigi.cfg`. A method is `generator[/sampler][@w]`: a built-in control
 (`ground_truth`, the real views: the consistency score's upper bound; `noise`, per-view random images: its lower

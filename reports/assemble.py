@@ -1,6 +1,6 @@
 """One report folder from the cached results of one or several runs: tables, figures, error accumulation and loop
-closure, animations, image grids, the controls check and `index.html`. `BuildReport` (in the pipeline) and `nvsc report` (from run folders) both
-call `build_report`, so a rebuilt report is the pipeline's report.
+closure, animations, image grids, the controls check and `index.html`. `BuildReport` (in the pipeline) and
+`nvsc report` (from run folders) both call `build_report`, so a rebuilt report is the pipeline's report.
 
 When several runs are merged and a method appears in more than one, its rows are labelled `method [run]`.
 """
@@ -249,11 +249,12 @@ def accumulation_frame(runs: list[RunResults], labels: dict[tuple[str, str], str
     for run in runs:
         for result in run.results:
             if result.panorama:
-                frame = overlap_from_per_pair(pd.read_csv(result.per_pair_csv))
+                frame = overlap_from_per_pair(pd.read_csv(result.per_pair_csv), str(result.per_pair_csv))
             elif result.per_view_csv is not None:
                 names, c2w = read_cameras(result.views_folder)
                 per_view = pd.read_csv(result.per_view_csv, dtype={"view": str})
-                frame = fidelity_from_per_view(per_view, names, c2w, result.input_view)
+                frame = fidelity_from_per_view(per_view, names, c2w, result.input_view,
+                                               source=str(result.per_view_csv))
             else:
                 continue
             frames.append(frame.assign(method=labels[(run.label, result.method)], scene=result.scene))
@@ -315,13 +316,13 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     config = config or ReportConfig()
     folder = Path(folder)
     tidy, set_scores, order = merged_scores(runs)
+    labels = row_labels(runs)
+    accumulation = accumulation_frame(runs, labels)  # read (and checked) before anything is written
     long = summarize(tidy, set_scores, order, config.bootstrap_resamples, config.seed, config.confidence)
     write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence)
-    labels = row_labels(runs)
     weights = {labels[(run.label, r.method)]: r.guidance_weight for run in runs for r in run.results
                if r.guidance_weight is not None}
     figures = _figures(tidy, long, order, weights, folder)
-    accumulation = accumulation_frame(runs, labels)
     accumulation_section = _accumulation_section(accumulation, order, folder) if not accumulation.empty else None
     grids, animations = [], []
     work = [(run, scene) for run in runs for scene in dict.fromkeys(r.scene for r in run.results)]

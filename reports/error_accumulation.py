@@ -162,24 +162,25 @@ def accumulation_curve(frame: pd.DataFrame, distance: str = "index_distance") ->
 
 
 def fidelity_from_per_view(per_view: pd.DataFrame, names: list[str], c2w: np.ndarray, input_view: int, *,
-                           closed: bool = True) -> pd.DataFrame:
+                           closed: bool = True, source: str = "per_view.csv") -> pd.DataFrame:
     """`fidelity_by_distance`'s frame from ScoreScene's cached `per_view.csv` (columns view, kind, psnr, ssim,
     method, scene; the `fidelity` rows score each view against the ground truth), with no image read.
 
     names: the views' names in ring order (the file stems of the GenerateViews folder), c2w [N, 4, 4] their
-    cameras. Read the CSV with `dtype={"view": str}` (names such as `000001` are not numbers). A frame with no
-    fidelity rows (the ground truth, which is not scored against itself) gives no rows.
+    cameras; source: the CSV's path, named in errors. Read the CSV with `dtype={"view": str}` (names such as
+    `000001` are not numbers). A frame with no fidelity rows (the ground truth, not scored against itself) gives
+    no rows.
     """
     absent = [c for c in ("view", "kind", "psnr", "ssim", "method", "scene") if c not in per_view.columns]
     if absent:
-        raise InvalidInputError("per_view.csv", f"lacks the columns {absent}", "rerun ScoreScene to rewrite it")
+        raise InvalidInputError(source, f"lacks the columns {absent}", "rerun ScoreScene to rewrite it")
     if len(names) != len(c2w):
         raise InvalidInputError("views", f"{len(names)} names for {len(c2w)} cameras", "pass one name per camera")
     distances = ring_distances(c2w, input_view, closed).assign(name=list(names))
     fidelity = per_view[per_view["kind"] == "fidelity"].astype({"view": str})
     unknown = sorted(set(fidelity["view"]) - set(names))
     if unknown:
-        raise InvalidInputError("per_view.csv", f"names views {unknown[:5]} that the generated views lack",
+        raise InvalidInputError(source, f"names views {unknown[:5]} that the generated views lack",
                                 "rerun ScoreScene: its scores belong to other views")
     joined = fidelity.merge(distances, left_on="view", right_on="name", suffixes=("_name", ""))
     frame = joined.melt(id_vars=ID_COLUMNS + ["view"] + DISTANCE_COLUMNS, value_vars=["psnr", "ssim"],
@@ -189,12 +190,13 @@ def fidelity_from_per_view(per_view: pd.DataFrame, names: list[str], c2w: np.nda
         ID_COLUMNS + ["view"] + DISTANCE_COLUMNS + ["metric", "value"]]
 
 
-def overlap_from_per_pair(per_pair: pd.DataFrame) -> pd.DataFrame:
-    """`overlap_by_distance`'s frame from ScorePanorama's cached `per_pair.csv` (its `overlap_psnr` column)."""
+def overlap_from_per_pair(per_pair: pd.DataFrame, source: str = "per_pair.csv") -> pd.DataFrame:
+    """`overlap_by_distance`'s frame from ScorePanorama's cached `per_pair.csv` (its `overlap_psnr` column); source:
+    the CSV's path, named in errors."""
     columns = ID_COLUMNS + ["first", "second"] + DISTANCE_COLUMNS
     absent = [c for c in columns + ["overlap_psnr"] if c not in per_pair.columns]
     if absent:
-        raise InvalidInputError("per_pair.csv", f"lacks the columns {absent}", "rerun ScorePanorama to rewrite it")
+        raise InvalidInputError(source, f"lacks the columns {absent}", "rerun ScorePanorama to rewrite it")
     return per_pair[columns].assign(metric="overlap_psnr", value=per_pair["overlap_psnr"].astype(float))
 
 

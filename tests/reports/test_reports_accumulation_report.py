@@ -115,3 +115,24 @@ def test_distances_and_loop_ends_against_direct_computation():
                           "step": [1.0, 1.5, 7.0], "metric": "overlap_psnr", "value": [20.0, 19.0, 12.0]})
     ends = opening_and_closing(pairs)
     assert ends[["opening", "closing", "opening_at", "closing_at"]].values.tolist() == [[20.0, 12.0, "0-1", "7-0"]]
+
+
+def test_malformed_per_view_scores_stop_the_report_before_it_writes(tmp_path, capsys):
+    from pipeline.cli import main
+
+    root = write_accumulation_run(tmp_path / "runs")
+    per_view = next((root / "ScoreScene").glob("noise-*")) / "per_view.csv"
+    pd.read_csv(per_view).drop(columns=["kind"]).to_csv(per_view, index=False)
+    assert main(["report", str(root), "--out", str(tmp_path / "out")]) == 2
+    assert f"{per_view}: lacks the columns ['kind']" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_page_tables_are_escaped_and_rounded():
+    from reports.html_page import frame_html
+
+    table = pd.DataFrame({"opening": [21.456], "closing - opening": [-1.0]},
+                         index=pd.MultiIndex.from_tuples([("<b>x</b>", "fidelity_psnr")], names=["method", "metric"]))
+    text = frame_html(table)
+    assert "<th>method/metric</th><th>opening</th><th>closing - opening</th>" in text
+    assert "<td>&lt;b&gt;x&lt;/b&gt; / fidelity_psnr</td><td>21.46</td><td>-1.00</td>" in text
