@@ -3,7 +3,8 @@
     PrepareDataset -> TrainGenerator -> GenerateViews(scene, method) -> FitNeRF(scene, method)
                    -> ScoreScene(scene, method) -> BuildReport
                       GenerateViews(every scene, method) -> ScoreMethodSet(method) (FID, KID)
-                      GenerateViews(scene, method) -> ScorePanorama(scene, method)   (source = panorama)
+                      GenerateViews(scene, method) -> ScorePanorama(scene, method) -> BuildReport
+                                                                          (source = panorama: no NeRF)
 
 Defaults of every parameter live in `luigi.cfg`. A method is `generator[/sampler][@w]`: a built-in control
 (`ground_truth`, the real views: the consistency score's upper bound; `noise`, per-view random images: its lower
@@ -599,7 +600,9 @@ def require_weights(names: list[str]) -> None:
 
 # ---------------------------------------------------------------------------------------------------- report
 class BuildReport(NvscTask):
-    """Tables, figures, turntables, per-scene image grids and one HTML page over every test scene and method.
+    """Tables, figures, error accumulation and loop closure, turntables, per-scene image grids and one HTML page
+    over every test scene and method. Object scenes are scored by ScoreScene (NeRF score, TSED, fidelity); panorama
+    rooms (`PrepareDataset.source = panorama`) by ScorePanorama (overlap PSNR, rotation-only TSED, loop closure).
 
     The same builder runs in `nvsc report RUN_DIR...`, which rebuilds this report from the cached outputs."""
 
@@ -617,7 +620,8 @@ class BuildReport(NvscTask):
         return names[: self.max_scenes] if self.max_scenes > 0 else names
 
     def requires(self):
-        upstream = {(scene, method): ScoreScene(scene=scene, method=method)
+        score = ScorePanorama if PrepareDataset().source == "panorama" else ScoreScene
+        upstream = {(scene, method): score(scene=scene, method=method)
                     for scene in self.scene_names() for method in self.methods}
         if self.set_scores:
             # The pooled sets are exactly the report's scenes.
@@ -635,7 +639,7 @@ class BuildReport(NvscTask):
         root = Path(nvsc().output_root)
         results, set_csvs = [], []
         for task in self.requires().values():
-            if isinstance(task, ScoreScene):
+            if isinstance(task, (ScoreScene, ScorePanorama)):
                 results.append(result_from_score_folder(task.output().folder, root))
             else:
                 set_csvs += set_score_files(task.output().folder)

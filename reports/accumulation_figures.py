@@ -82,3 +82,30 @@ def plot_loop_closure(frame: pd.DataFrame, metric: str, path: Path, style: Figur
     axes.set_ylabel(axis_label(metric))
     axes.set_title("loop closure: last view against the first")
     return _write(figure, path, style)
+
+
+def plot_opening_and_closing(table: pd.DataFrame, metric: str, path: Path,
+                             style: FigureStyle = FigureStyle()) -> Path:
+    """Paired bars per method: the mean of `metric` at the first-generated view or pair (`opening`) and at the
+    last-generated one (`closing`, where the ring closes onto the input), from `opening_and_closing`'s frame, with
+    one dot per scene. A gap between the two bars is error accumulated around the ring."""
+    rows = table[table["metric"] == metric]
+    if rows.empty:
+        raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(table['metric']))})",
+                                "plot a metric of the opening-and-closing frame")
+    methods = list(dict.fromkeys(rows["method"]))
+    figure = _figure(style)
+    axes = figure.add_subplot()
+    width = 0.38
+    for offset, column, colour in ((-width / 2, "opening", "C0"), (width / 2, "closing", "C3")):
+        for position, method in enumerate(methods):
+            values = rows.loc[rows["method"] == method, column].to_numpy(float)
+            finite = values[np.isfinite(values)]
+            axes.bar(position + offset, finite.mean() if len(finite) else np.nan, width, color=colour,
+                     alpha=0.5 if is_control(method) else 1.0, label=column if position == 0 else None)
+            axes.plot(np.full(len(finite), position + offset), finite, "k.", markersize=4)
+    axes.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    axes.set_ylabel(axis_label(metric))
+    axes.set_title(f"loop closure: {metric} of the first- and last-generated view")
+    axes.legend(fontsize="small")
+    return _write(figure, path, style)

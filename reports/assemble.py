@@ -1,6 +1,6 @@
-"""One report folder from the cached results of one or several runs: tables, figures, animations, image grids,
-the controls check and `index.html`. `BuildReport` (in the pipeline) and `nvsc report` (from run folders) both
-call `build_report`, so a rebuilt report is the pipeline's report.
+"""One report folder from the cached results of one or several runs: tables, figures, error accumulation and loop
+closure, animations, image grids, the controls check and `index.html`. `BuildReport` (in the pipeline) and
+`nvsc report` (from run folders) both call `build_report`, so a rebuilt report is the pipeline's report.
 
 When several runs are merged and a method appears in more than one, its rows are labelled `method [run]`.
 """
@@ -17,11 +17,14 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
+from reports.accumulation_figures import plot_error_by_distance, plot_opening_and_closing
 from reports.animation import TurntableRow, write_turntable
+from reports.error_accumulation import (accumulation_curve, fidelity_from_per_view, opening_and_closing,
+                                        overlap_from_per_pair)
 from reports.figures import plot_consistency_vs_fidelity, plot_distribution, plot_guidance_sweep, sweep_methods
 from reports.html_page import PageImage, PageSection, write_report_html
 from reports.image_grid import save_image_grid
-from reports.run_folders import MethodSceneResult, RunResults, read_views
+from reports.run_folders import MethodSceneResult, RunResults, read_cameras, read_views
 from reports.tables import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, check_set_scores, check_tidy, higher_is_better,
                             legend, parse_method, summarize, summary_text, wide, write_tables)
 
@@ -32,9 +35,13 @@ logger = logging.getLogger(__name__)
 CONTROL_ORDER = ("ground_truth", "perturbed", "noise")
 #: Further lower bound, checked against the upper bound only.
 SHUFFLED = "shuffled_cameras"
+#: Consistency scores of panoramas (rotation-only cameras: no NeRF), checked against the controls like the others.
+PANORAMA_CONSISTENCY = ("overlap_psnr", "rotation_tsed")
 #: (x, y) pairs drawn as consistency-against-fidelity figures when both metrics are in the run.
 SCATTER_PAIRS = (("fidelity_psnr", "consistency_psnr"), ("fidelity_fid", "consistency_psnr"),
-                 ("fidelity_psnr", "tsed"))
+                 ("fidelity_psnr", "tsed"), ("fidelity_psnr", "overlap_psnr"))
+#: Per-view or per-pair scores drawn against the distance from the input view, in this order when present.
+ACCUMULATION_METRICS = ("overlap_psnr", "fidelity_psnr", "fidelity_ssim")
 #: Metrics drawn against the guidance weight when the run has `@w` methods.
 SWEEP_METRICS = ("consistency_psnr", "tsed", "fidelity_psnr", "fidelity_fid")
 
@@ -46,6 +53,17 @@ NOTES = [
     "fidelity_*: the method's views against the ground-truth views at the same cameras (the input view excluded); "
     "fidelity_fid and fidelity_kid compare the distribution of all scenes' views with the real ones.",
 ]
+PANORAMA_NOTE = (
+    "Panoramas (cameras that only rotate about one centre: no parallax, so no NeRF score): overlap_psnr is "
+    "MVDiffusion's consistency score (Tang et al. 2023, Sec. 4.1), the PSNR of each view against its neighbour "
+    "warped by the rotation's homography, on their overlap; rotation_tsed is TSED with the rotation-only epipolar "
+    "constraint; loopclosure_psnr is the overlap PSNR of the last view against the first, where the ring closes.")
+ACCUMULATION_NOTE = (
+    "Error accumulation: per-view scores (objects: fidelity to the ground truth) or per-pair scores (panoramas: "
+    "overlap PSNR) against the distance from the input view along the ring. Samplers that generate one view after "
+    "another (3DiM's stochastic conditioning, Markovian) can drift with distance and fail to close the loop; "
+    "joint generation (MVDiffusion) denoises all views together. Loop closure compares the first-generated view "
+    "with the last-generated one: with the input at index 0 both neighbour the input.")
 
 
 @dataclass
@@ -100,7 +118,7 @@ def merged_scores(runs: list[RunResults]) -> tuple[pd.DataFrame, pd.DataFrame | 
 
 
 def _consistency_metrics(metrics: list[str]) -> list[str]:
-    return [m for m in metrics if m.startswith("consistency_") or m == "tsed"]
+    return [m for m in metrics if m.startswith("consistency_") or m == "tsed" or m in PANORAMA_CONSISTENCY]
 
 
 def control_check(long: pd.DataFrame) -> list[str]:
@@ -123,7 +141,9 @@ def control_check(long: pd.DataFrame) -> list[str]:
                                                    "ground_truth" in rows else [])
             values = {c: float(means.loc[rows[c], metric]) for c in {*chain, *(p[1] for p in pairs)}}
             better = higher_is_better(metric)
-            shown = (" > " if better else " < ").join(f"{c} ({values[c]:.3g})" for c in chain)
+            shown = f"{chain[0]} ({values[chain[0]]:.3g})" + "".join(
+                f" {'=' if values[a] == values[b] else '>' if better else '<'} {b} ({values[b]:.3g})"
+                for a, b in zip(chain, chain[1:]))
             if any(math.isnan(v) for v in values.values()):
                 lines.append(f"{metric}{where}: not checked, a control has no value.")
                 continue
@@ -133,17 +153,25 @@ def control_check(long: pd.DataFrame) -> list[str]:
                 lines.append(f"{metric}{where}: not informative on this run, every control scores "
                              f"{next(iter(values.values())):.3g}.")
                 continue
-            wrong = [(a, b) for a, b in pairs if not (values[a] > values[b] if better else values[a] < values[b])]
+            # A tie is no reversed order: a bounded score at its floor (TSED 0 when small views give SIFT no
+            # matches) cannot separate two weak controls, which the line says; only a reversal is a failure.
+            tied = [(a, b) for a, b in pairs if values[a] == values[b]]
+            wrong = [(a, b) for a, b in pairs
+                     if (a, b) not in tied and not (values[a] > values[b] if better else values[a] < values[b])]
             checked += 1
             shuffled = f"; {SHUFFLED} ({values[SHUFFLED]:.3g}) worse than ground_truth" if SHUFFLED in values else ""
+            ties = "".join(f"; {a} ties {b} ({values[a]:.3g}): the score does not separate them on this run"
+                           for a, b in tied)
             if wrong:
                 failed.append(f"{metric}{where}")
                 reasons = ", ".join(f"{a} not better than {b}" for a, b in wrong)
+                hint = "too few or too small views?" if metric in PANORAMA_CONSISTENCY else \
+                    "too few NeRF steps or views?"
                 lines.append(f"WARNING {metric}{where}: controls out of order ({reasons}; {shown}); the score "
-                             "cannot be trusted on this run (too few NeRF steps or views?).")
+                             f"cannot be trusted on this run ({hint}).")
             else:
                 lines.append(f"{metric}{where}: {shown}{shuffled}, as they must"
-                             f" ({'higher' if better else 'lower'} is better).")
+                             f" ({'higher' if better else 'lower'} is better){ties}.")
     if not checked:
         verdict = "Controls not checked: no consistency score has values for the controls."
     elif failed:
@@ -161,7 +189,8 @@ def _scene_grid(results: list[MethodSceneResult], labels: dict[str, str], path: 
             rows.append(("input", views[[result.input_view]]))
         others = [i for i in range(len(names)) if i != result.input_view]
         rows.append((f"{labels[result.method]}: views", views[others]))
-        rows.append((f"{labels[result.method]}: NeRF renders", read_views(result.renders_folder)[1]))
+        if result.renders_folder is not None:  # panoramas have no NeRF
+            rows.append((f"{labels[result.method]}: NeRF renders", read_views(result.renders_folder)[1]))
     return save_image_grid(rows, path, max_columns=max_columns)
 
 
@@ -170,9 +199,12 @@ def _scene_turntable(results: list[MethodSceneResult], labels: dict[str, str], s
     rows, cameras = [], []
     for result in results:
         names, views = read_views(result.views_folder)
-        render_names, renders = read_views(result.renders_folder)
         cameras = cameras or names
-        rows.append(TurntableRow(labels[result.method], dict(zip(names, views)), dict(zip(render_names, renders))))
+        rendered = None
+        if result.renders_folder is not None:  # panoramas have no NeRF: the views only
+            render_names, renders = read_views(result.renders_folder)
+            rendered = dict(zip(render_names, renders))
+        rows.append(TurntableRow(labels[result.method], dict(zip(names, views)), rendered))
     return write_turntable(rows, cameras, stem, mp4=mp4)
 
 
@@ -210,6 +242,73 @@ def _figures(tidy: pd.DataFrame, long: pd.DataFrame, order: list[str], weights: 
     return figures
 
 
+def accumulation_frame(runs: list[RunResults], labels: dict[tuple[str, str], str]) -> pd.DataFrame:
+    """Per-view (objects, from `per_view.csv`) and per-pair (panoramas, from `per_pair.csv`) scores of every run with
+    their distances from the input view, rows labelled as in the report; empty when no run cached them."""
+    frames = []
+    for run in runs:
+        for result in run.results:
+            if result.panorama:
+                frame = overlap_from_per_pair(pd.read_csv(result.per_pair_csv), str(result.per_pair_csv))
+            elif result.per_view_csv is not None:
+                names, c2w = read_cameras(result.views_folder)
+                per_view = pd.read_csv(result.per_view_csv, dtype={"view": str})
+                frame = fidelity_from_per_view(per_view, names, c2w, result.input_view,
+                                               source=str(result.per_view_csv))
+            else:
+                continue
+            frames.append(frame.assign(method=labels[(run.label, result.method)], scene=result.scene))
+    frames = [frame for frame in frames if not frame.empty]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def _in_order(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    return frame.iloc[np.argsort(frame["method"].map(order.index).to_numpy(), kind="stable")]
+
+
+def loop_closure_table(closure: pd.DataFrame, order: list[str]) -> pd.DataFrame:
+    """Mean over scenes per method and metric of the first- and last-generated view's score, and the change."""
+    table = _in_order(closure, order).groupby(["method", "metric"], sort=False).agg(
+        opening=("opening", "mean"), closing=("closing", "mean"), scenes=("scene", "nunique"),
+        opening_at=("opening_at", "first"), closing_at=("closing_at", "first"))
+    table.insert(2, "closing - opening", table["closing"] - table["opening"])
+    return table
+
+
+def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path) -> PageSection:
+    """Figures of score against distance and generation step, the loop-closure table and figure; their CSVs."""
+    frame = _in_order(frame, order)
+    curve = accumulation_curve(frame, "index_distance")
+    curve.to_csv(folder / "accumulation.csv", index=False)
+    closure = opening_and_closing(frame)
+    closure.to_csv(folder / "loop_closure.csv", index=False)
+    metrics = [m for m in ACCUMULATION_METRICS if m in set(curve["metric"])]
+    images = []
+    for metric in metrics:
+        path = plot_error_by_distance(_in_order(curve, order), metric,
+                                      folder / "figures" / f"accumulation_{metric}.png")
+        where = "pairs of neighbours, at the mean distance of their two views" if metric == "overlap_psnr" else \
+            "views along the ring"
+        images.append(PageImage(f"{metric} against the distance from the input view ({where}; mean over scenes, "
+                                "band: one standard deviation)", path))
+    if metrics:
+        by_step = _in_order(accumulation_curve(frame, "step"), order)
+        path = plot_error_by_distance(by_step, metrics[0],
+                                      folder / "figures" / f"accumulation_{metrics[0]}_by_step.png", distance="step")
+        images.append(PageImage(f"{metrics[0]} against the generation step (targets are generated in index order)",
+                                path))
+        if metrics[0] in set(closure["metric"]):
+            path = plot_opening_and_closing(closure, metrics[0],
+                                            folder / "figures" / f"loop_closure_{metrics[0]}.png")
+            images.append(PageImage(f"loop closure: {metrics[0]} of the first- and the last-generated view", path))
+    table = loop_closure_table(closure, order) if not closure.empty else pd.DataFrame()
+    tables = [table] if not table.empty else []
+    text = ("Loop closure: each method's score at the first-generated view (opening) and at the last-generated one "
+            "(closing, where the ring closes onto the input view); a negative change (a higher-is-better score) is "
+            "error accumulated around the ring.")
+    return PageSection("Error accumulation and loop closure", images, text, side_by_side=True, tables=tables)
+
+
 def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | None = None) -> Path:
     """Write tables, figures, per-scene grids and animations, `controls.txt`, `sources.json` and `index.html` into
     `folder`; return the page's path. Scores are read from the runs' cached CSVs, views and renders from their
@@ -217,12 +316,14 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     config = config or ReportConfig()
     folder = Path(folder)
     tidy, set_scores, order = merged_scores(runs)
+    labels = row_labels(runs)
+    accumulation = accumulation_frame(runs, labels)  # read (and checked) before anything is written
     long = summarize(tidy, set_scores, order, config.bootstrap_resamples, config.seed, config.confidence)
     write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence)
-    labels = row_labels(runs)
     weights = {labels[(run.label, r.method)]: r.guidance_weight for run in runs for r in run.results
                if r.guidance_weight is not None}
     figures = _figures(tidy, long, order, weights, folder)
+    accumulation_section = _accumulation_section(accumulation, order, folder) if not accumulation.empty else None
     grids, animations = [], []
     work = [(run, scene) for run in runs for scene in dict.fromkeys(r.scene for r in run.results)]
     for run, scene in tqdm(work, desc="report: scenes", unit="scene", disable=len(work) < 3):
@@ -236,9 +337,9 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
         if config.animations:
             written = _scene_turntable(results, run_labels, folder / "animations" / name, config.mp4)
             links = {"MP4": written["mp4"].relative_to(folder).as_posix()} if "mp4" in written else {}
-            animations.append(PageImage(f"{caption}: turntable; per method, its view (left) and the NeRF "
-                                        "render (right; grey at the cameras the NeRF was fitted on)",
-                                        written["gif"], True, links))
+            what = ("its view" if all(r.renders_folder is None for r in results) else
+                    "its view (left) and the NeRF render (right; grey at the cameras the NeRF was fitted on)")
+            animations.append(PageImage(f"{caption}: turntable; per method, {what}", written["gif"], True, links))
     controls = control_check(long)
     for line in controls:
         (logger.warning if line.startswith("WARNING") else logger.info)(line)
@@ -247,8 +348,13 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
                 "scores": [str(r.scores_csv) for r in run.results],
                 "set_scores": [str(p) for p in run.set_score_csvs]} for run in runs]
     (folder / "sources.json").write_text(json.dumps(sources, indent=2))
-    sections = [PageSection("Figures", figures, side_by_side=True), PageSection("Turntables", animations),
-                PageSection("Scenes", grids, "Per scene: the input view, then each method's views and the NeRF "
-                                             "renders at its held-out cameras.")]
-    return write_report_html(folder, config.title, summary_text(long), sections, NOTES, controls,
+    panorama = any(r.panorama for run in runs for r in run.results)
+    sections = [PageSection("Figures", figures, side_by_side=True),
+                *([accumulation_section] if accumulation_section is not None else []),
+                PageSection("Turntables", animations),
+                PageSection("Scenes", grids, "Per scene: the input view, then each method's views and (objects) the "
+                                             "NeRF renders at its held-out cameras.")]
+    notes = [*NOTES, *([PANORAMA_NOTE] if panorama else []),
+             *([ACCUMULATION_NOTE] if accumulation_section is not None else [])]
+    return write_report_html(folder, config.title, summary_text(long), sections, notes, controls,
                              legend(config.bootstrap_resamples, config.confidence))

@@ -11,7 +11,12 @@ and is meant to avoid both. These functions return tidy pandas frames (one row p
 - `loop_closure`: the last view against the first where the ring closes: overlap PSNR of that pair for panoramas;
   for orbits (parallax: no homography) the last-generated view's fidelity and TSED's verdict on the pair it
   forms with the input view;
-- `accumulation_curve`: the mean per method, metric and distance.
+- `accumulation_curve`: the mean per method, metric and distance;
+- `fidelity_from_per_view`, `overlap_from_per_pair`: the same frames read back from the pipeline's cached
+  `per_view.csv` (ScoreScene) and `per_pair.csv` (ScorePanorama), for reports rebuilt without recomputing;
+- `opening_and_closing`: the first- against the last-generated view (or pair) of each ring, from such a frame.
+
+Only the functions that score images import torch (inside them): `nvsc report` reads this module without it.
 
 Distances: `index_distance` counts views along the ring (the shorter way round when the ring is closed),
 `angle_deg` is the angle between the viewing directions, and `step` is the view's position in the order the
@@ -20,16 +25,17 @@ pipeline's samplers generate the targets (every view but the input, in index ord
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
-import torch
 
-from reports.metrics import psnr, ssim
-from reports.overlap import overlap_psnr_pairs
-from reports.tsed import TSEDConfig, pair_consistency
-from scenes.cameras import Cameras
 from scenes.errors import InvalidInputError
-from scenes.scene import MultiViewScene
+
+if TYPE_CHECKING:  # these import torch; the image-scoring functions below import what they use when called
+    from reports.tsed import TSEDConfig
+    from scenes.cameras import Cameras
+    from scenes.scene import MultiViewScene
 
 #: Columns of every per-view or per-pair frame, before the distance columns.
 ID_COLUMNS = ["method", "scene"]
@@ -38,14 +44,20 @@ DISTANCE_COLUMNS = ["index_distance", "angle_deg", "step"]
 
 def view_distances(cameras: Cameras, input_view: int, closed: bool = True) -> pd.DataFrame:
     """One row per view: `view`, `index_distance`, `angle_deg` and `step` (NaN for the input view) from `input_view`."""
-    count = len(cameras)
+    return ring_distances(np.asarray(cameras.c2w), input_view, closed)
+
+
+def ring_distances(c2w: np.ndarray, input_view: int, closed: bool = True) -> pd.DataFrame:
+    """`view_distances` of camera-to-world matrices c2w [N, 4, 4] (OpenGL axes) in ring order."""
+    count = len(c2w)
     if not 0 <= input_view < count:
         raise InvalidInputError("input_view", f"{input_view} is not a view index of a {count}-view scene",
                                 f"use an index from 0 to {count - 1}")
     index = np.arange(count)
     offset = np.abs(index - input_view)
     distance = np.minimum(offset, count - offset) if closed else offset
-    forward = -cameras.c2w[:, :3, 2]  # OpenGL cameras look along -z
+    forward = -np.asarray(c2w, dtype=np.float64)[:, :3, 2]  # OpenGL cameras look along -z
+    forward /= np.linalg.norm(forward, axis=1, keepdims=True)
     cosine = np.clip(forward @ forward[input_view], -1.0, 1.0)
     targets = [i for i in index if i != input_view]
     step = np.full(count, np.nan)
@@ -64,6 +76,10 @@ def fidelity_by_distance(views: MultiViewScene, truth: MultiViewScene, input_vie
     if len(views) != len(truth) or views.images.shape != truth.images.shape:
         raise InvalidInputError("generated views", f"{views.images.shape} do not match the ground truth "
                                                    f"{truth.images.shape}", "score the views at the scene's cameras")
+    import torch
+
+    from reports.metrics import psnr, ssim
+
     distances = view_distances(truth.cameras, input_view, closed)
     targets = distances[distances["view"] != input_view].reset_index(drop=True)
     index = targets["view"].to_numpy()
@@ -84,6 +100,8 @@ def overlap_by_distance(views: MultiViewScene, input_view: int, *, method: str, 
 
     Columns: method, scene, first, second, index_distance, angle_deg, step, metric (`overlap_psnr`), value.
     """
+    from reports.overlap import overlap_psnr_pairs
+
     distances = view_distances(views.cameras, input_view, closed).set_index("view")
     rows = []
     for pair in overlap_psnr_pairs(views.images, views.cameras, closed=closed):
@@ -96,7 +114,7 @@ def overlap_by_distance(views: MultiViewScene, input_view: int, *, method: str, 
 
 
 def loop_closure(views: MultiViewScene, input_view: int, *, method: str, scene: str, panorama: bool,
-                 truth: MultiViewScene | None = None, tsed_config: TSEDConfig = TSEDConfig()) -> pd.DataFrame:
+                 truth: MultiViewScene | None = None, tsed_config: TSEDConfig | None = None) -> pd.DataFrame:
     """Scores where the ring closes, tidy (method, scene, first, second, metric, value).
 
     Panorama: `loopclosure_psnr`, the overlap PSNR of the last view against the first (the pair a sequential
@@ -104,6 +122,10 @@ def loop_closure(views: MultiViewScene, input_view: int, *, method: str, scene: 
     against the ground truth (`loopclosure_psnr`, `loopclosure_ssim`, needs `truth`) and TSED's verdict (1 or 0) on
     the pair (last, input view) under the known cameras (`loopclosure_tsed`).
     """
+    from reports.overlap import overlap_psnr_pairs
+    from reports.tsed import TSEDConfig, pair_consistency
+
+    tsed_config = tsed_config or TSEDConfig()
     count = len(views)
     if count < 3:
         raise InvalidInputError("views", f"{count} views form no loop", "pass a ring of at least 3 views")
@@ -137,3 +159,69 @@ def accumulation_curve(frame: pd.DataFrame, distance: str = "index_distance") ->
     finite = frame[np.isfinite(frame["value"].astype(float))]
     grouped = finite.groupby(["method", "metric", distance], sort=True)["value"]
     return grouped.agg(mean="mean", std="std", count="count").reset_index()
+
+
+def fidelity_from_per_view(per_view: pd.DataFrame, names: list[str], c2w: np.ndarray, input_view: int, *,
+                           closed: bool = True, source: str = "per_view.csv") -> pd.DataFrame:
+    """`fidelity_by_distance`'s frame from ScoreScene's cached `per_view.csv` (columns view, kind, psnr, ssim,
+    method, scene; the `fidelity` rows score each view against the ground truth), with no image read.
+
+    names: the views' names in ring order (the file stems of the GenerateViews folder), c2w [N, 4, 4] their
+    cameras; source: the CSV's path, named in errors. Read the CSV with `dtype={"view": str}` (names such as
+    `000001` are not numbers). A frame with no fidelity rows (the ground truth, not scored against itself) gives
+    no rows.
+    """
+    absent = [c for c in ("view", "kind", "psnr", "ssim", "method", "scene") if c not in per_view.columns]
+    if absent:
+        raise InvalidInputError(source, f"lacks the columns {absent}", "rerun ScoreScene to rewrite it")
+    if len(names) != len(c2w):
+        raise InvalidInputError("views", f"{len(names)} names for {len(c2w)} cameras", "pass one name per camera")
+    distances = ring_distances(c2w, input_view, closed).assign(name=list(names))
+    fidelity = per_view[per_view["kind"] == "fidelity"].astype({"view": str})
+    unknown = sorted(set(fidelity["view"]) - set(names))
+    if unknown:
+        raise InvalidInputError(source, f"names views {unknown[:5]} that the generated views lack",
+                                "rerun ScoreScene: its scores belong to other views")
+    joined = fidelity.merge(distances, left_on="view", right_on="name", suffixes=("_name", ""))
+    frame = joined.melt(id_vars=ID_COLUMNS + ["view"] + DISTANCE_COLUMNS, value_vars=["psnr", "ssim"],
+                        var_name="metric", value_name="value")
+    frame["metric"] = "fidelity_" + frame["metric"]
+    return frame.sort_values(["metric", "view"], kind="stable").reset_index(drop=True)[
+        ID_COLUMNS + ["view"] + DISTANCE_COLUMNS + ["metric", "value"]]
+
+
+def overlap_from_per_pair(per_pair: pd.DataFrame, source: str = "per_pair.csv") -> pd.DataFrame:
+    """`overlap_by_distance`'s frame from ScorePanorama's cached `per_pair.csv` (its `overlap_psnr` column); source:
+    the CSV's path, named in errors."""
+    columns = ID_COLUMNS + ["first", "second"] + DISTANCE_COLUMNS
+    absent = [c for c in columns + ["overlap_psnr"] if c not in per_pair.columns]
+    if absent:
+        raise InvalidInputError(source, f"lacks the columns {absent}", "rerun ScorePanorama to rewrite it")
+    return per_pair[columns].assign(metric="overlap_psnr", value=per_pair["overlap_psnr"].astype(float))
+
+
+def opening_and_closing(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per method, scene and metric of a by-distance frame: the score of the first-generated view or pair
+    (`opening`, the smallest `step`) and of the last-generated one (`closing`, the largest `step`), and where they
+    lie (`opening_at`, `closing_at`: view index, or `first-second` for a pair).
+
+    With the input view at index 0 of a ring, both are the input's neighbours: the first view is generated right
+    beside the input, the last is where the ring closes back onto it after every other view. A sequential sampler
+    that accumulates error scores worse at the closing than at the opening; a joint one scores alike (MVDiffusion,
+    Tang et al. 2023, Sec. 1 names loop closure as what autoregressive generation cannot guarantee).
+    """
+    absent = [c for c in ID_COLUMNS + ["metric", "value", "step"] if c not in frame.columns]
+    if absent:
+        raise InvalidInputError("accumulation frame", f"lacks the columns {absent}",
+                                "pass a frame from fidelity_from_per_view or overlap_from_per_pair")
+    rows = []
+    for (method, scene, metric), group in frame.groupby(ID_COLUMNS + ["metric"], sort=False):
+        group = group[np.isfinite(group["step"].astype(float))]
+        if group.empty:
+            continue
+        ends = group.loc[[group["step"].astype(float).idxmin(), group["step"].astype(float).idxmax()]]
+        pairs = "first" in ends.columns and ends["first"].notna().all()
+        where = [f"{int(r.first)}-{int(r.second)}" if pairs else str(int(r.view)) for r in ends.itertuples()]
+        rows.append({"method": method, "scene": scene, "metric": metric, "opening": float(ends["value"].iloc[0]),
+                     "closing": float(ends["value"].iloc[1]), "opening_at": where[0], "closing_at": where[1]})
+    return pd.DataFrame(rows, columns=ID_COLUMNS + ["metric", "opening", "closing", "opening_at", "closing_at"])

@@ -1,4 +1,5 @@
-"""The report as one self-contained HTML file: summary table, controls, notes, figures, animations, image grids.
+"""The report as one self-contained HTML file: summary table, controls, notes, figures, small tables, animations,
+image grids.
 
 Images are embedded as base64 data URIs, so `index.html` alone can be mailed, archived or opened anywhere,
 with no folder of images beside it. Every string that comes from a caller is HTML-escaped.
@@ -13,6 +14,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
+
+import pandas as pd
 
 from reports.tables import SummaryText, higher_is_better
 from scenes.errors import InvalidInputError
@@ -75,6 +78,8 @@ class PageSection:
     text: str = ""
     #: Show the images two to a row, scaled to fit (plots); otherwise each at its own size (views, grids).
     side_by_side: bool = False
+    #: Small tables shown above the images (e.g. loop closure per method), each with its index as first column.
+    tables: list[pd.DataFrame] = field(default_factory=list)
 
 
 def summary_html(summary: SummaryText) -> str:
@@ -99,6 +104,22 @@ def summary_html(summary: SummaryText) -> str:
     return "\n".join(rows)
 
 
+def frame_html(frame: pd.DataFrame, decimals: int = 2) -> str:
+    """A small DataFrame as an HTML <table> (index as the first column), floats rounded, every cell escaped."""
+    def cell(value) -> str:
+        return f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
+
+    names = [str(name) for name in frame.index.names]
+    rows = ["<table>", "<thead><tr>" + "".join(f"<th>{html.escape('/'.join(n for n in names if n != 'None'))}</th>")
+            + "".join(f"<th>{html.escape(str(c))}</th>" for c in frame.columns) + "</tr></thead>", "<tbody>"]
+    for index, values in zip(frame.index, frame.itertuples(index=False)):
+        label = " / ".join(map(str, index)) if isinstance(index, tuple) else str(index)
+        rows.append(f"<tr><td>{html.escape(label)}</td>"
+                    + "".join(f"<td>{html.escape(cell(v))}</td>" for v in values) + "</tr>")
+    rows += ["</tbody>", "</table>"]
+    return "\n".join(rows)
+
+
 def _data_uri(path: Path) -> str:
     return f"data:{IMAGE_TYPES[path.suffix.lower()]};base64,{base64.b64encode(path.read_bytes()).decode('ascii')}"
 
@@ -118,6 +139,7 @@ def _section_html(section: PageSection) -> list[str]:
     parts = [f"<h2>{html.escape(section.heading)}</h2>"]
     if section.text:
         parts.append(f"<p>{html.escape(section.text)}</p>")
+    parts += [frame_html(table) for table in section.tables]
     parts.append('<div class="half">' if section.side_by_side else "<div>")
     for image in section.images:
         css = ' class="pixels"' if image.pixelated else ""
@@ -152,7 +174,7 @@ def write_report_html(out_dir: Path, title: str, summary: SummaryText, sections:
     if all_notes:
         parts += ["<h2>How to read it</h2>", "<ul>", *(f"<li>{html.escape(str(n))}</li>" for n in all_notes), "</ul>"]
     for section in sections:
-        if section.images:
+        if section.images or section.tables:
             parts += _section_html(section)
     parts += ["</body>", "</html>", ""]
     out_dir = Path(out_dir)

@@ -5,6 +5,7 @@ A run folder is the output root of `nvsc run` (`runs/` by default), holding one 
     <run>/ScoreScene/<method>-<scene>-<hash>/{scores.csv, per_view.csv, provenance.json}
     <run>/GenerateViews/<...>/{transforms.json, images/, provenance.json}     the method's views
     <run>/FitNeRF/<...>/{transforms.json, images/, provenance.json}           NeRF renders at held-out cameras
+    <run>/ScorePanorama/<method>-<scene>-<hash>/{scores.csv, per_pair.csv, provenance.json}   panoramas (no NeRF)
     <run>/BuildReport/report-<hash>/provenance.json                           which of the above one report used
 
 Each `provenance.json` names the task's parameters and its upstream output folders, which is all that is needed
@@ -45,12 +46,21 @@ class MethodSceneResult:
     scores_csv: Path
     #: The method's views of the scene, `transforms.json` layout.
     views_folder: Path
-    #: NeRF renders at the held-out cameras, `transforms.json` layout.
-    renders_folder: Path
+    #: NeRF renders at the held-out cameras, `transforms.json` layout; None for a panorama (no NeRF is fitted).
+    renders_folder: Path | None
     #: Index of the view given to the generator.
     input_view: int
     #: Classifier-free guidance weight the views were generated with (GenerateViews' parameter), when recorded.
     guidance_weight: float | None = None
+    #: ScoreScene's per-view scores (`view, kind, psnr, ssim, ...`), when the run wrote them.
+    per_view_csv: Path | None = None
+    #: ScorePanorama's per-pair table (overlap PSNR by distance from the input view); set for panoramas only.
+    per_pair_csv: Path | None = None
+
+    @property
+    def panorama(self) -> bool:
+        """Whether the scene was scored as a panorama (rotation-only cameras: overlap scores, no NeRF)."""
+        return self.per_pair_csv is not None
 
 
 @dataclass
@@ -95,27 +105,40 @@ def _upstream_folders(provenance: dict, root: Path) -> dict[str, list[Path]]:
     return folders
 
 
+#: Task families whose folders hold one (scene, method)'s scores: objects (NeRF score) and panoramas.
+SCORE_FAMILIES = ("ScoreScene", "ScorePanorama")
+
+
 def result_from_score_folder(score_folder: Path, root: Path) -> MethodSceneResult:
-    """Tie one ScoreScene output folder to the views and renders it scored, through its provenance."""
+    """Tie one ScoreScene or ScorePanorama output folder to the views (and NeRF renders) it scored, through its
+    provenance."""
     score_folder = Path(score_folder)
     provenance = read_provenance(score_folder)
     parameters = provenance.get("parameters", {})
     upstream = _upstream_folders(provenance, Path(root))
-    for family in ("GenerateViews", "FitNeRF"):
+    panorama = provenance.get("task") == "ScorePanorama"
+    families = ("GenerateViews",) if panorama else ("GenerateViews", "FitNeRF")
+    for family in families:
         if len(upstream.get(family, [])) != 1:
             raise InvalidInputError(score_folder / PROVENANCE, f"names {len(upstream.get(family, []))} {family} "
-                                                               "folders, not one", "rerun the ScoreScene task")
-    views, renders = upstream["GenerateViews"][0], upstream["FitNeRF"][0]
+                                                               "folders, not one", "rerun the scoring task")
+    views = upstream["GenerateViews"][0]
+    renders = None if panorama else upstream["FitNeRF"][0]
     scores = score_folder / "scores.csv"
-    for path in (scores, views / "transforms.json", renders / "transforms.json"):
+    per_pair = score_folder / "per_pair.csv" if panorama else None
+    required = [scores, views / "transforms.json"] + [p for p in (per_pair,) if p is not None] + \
+        ([renders / "transforms.json"] if renders is not None else [])
+    for path in required:
         if not path.is_file():
             raise InvalidInputError(path, "does not exist", "copy the whole run folder, or rerun `nvsc run` on it")
+    per_view = score_folder / "per_view.csv"
     generation = read_provenance(views).get("parameters", {})
     weight = generation.get("guidance_weight")
     return MethodSceneResult(scene=str(parameters["scene"]), method=str(parameters["method"]), scores_csv=scores,
                              views_folder=views, renders_folder=renders,
                              input_view=int(generation.get("input_view", 0)),
-                             guidance_weight=float(weight) if weight is not None else None)
+                             guidance_weight=float(weight) if weight is not None else None,
+                             per_view_csv=per_view if per_view.is_file() else None, per_pair_csv=per_pair)
 
 
 def set_score_files(folder: Path) -> list[Path]:
@@ -163,20 +186,20 @@ def collect_run(run_dir: Path, label: str = "") -> RunResults:
     if build is not None:
         provenance = read_provenance(build)
         upstream = _upstream_folders(provenance, root)
-        score_folders = upstream.pop("ScoreScene", [])
+        score_folders = [folder for family in SCORE_FAMILIES for folder in upstream.pop(family, [])]
         set_csvs = [path for folders in upstream.values() for folder in folders for path in set_score_files(folder)]
         order = _parameter_list(provenance.get("parameters", {}).get("methods", "[]"))
     else:
-        score_folders = _complete(root / "ScoreScene")
+        score_folders = [folder for family in SCORE_FAMILIES for folder in _complete(root / family)]
         set_csvs = []
         for family in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in
-                             ("ScoreScene", "GenerateViews", "FitNeRF", "BuildReport", "PrepareDataset",
+                             (*SCORE_FAMILIES, "GenerateViews", "FitNeRF", "BuildReport", "PrepareDataset",
                               "TrainGenerator")):
             for folder in _complete(family):
                 set_csvs += set_score_files(folder)
         order = []
     if not score_folders:
-        raise InvalidInputError(f"run folder {run_dir}", "holds no complete ScoreScene outputs",
+        raise InvalidInputError(f"run folder {run_dir}", "holds no complete ScoreScene or ScorePanorama outputs",
                                 "run `nvsc run` first, and pass its output root (`runs/` by default)")
     newest: dict[tuple[str, str], tuple[str, MethodSceneResult]] = {}
     for folder in score_folders:
@@ -229,3 +252,20 @@ def read_views(folder: Path) -> tuple[list[str], np.ndarray]:
             raise InvalidInputError(file, f"cannot be read as an image ({error})", "rerun the task that wrote it") \
                 from None
     return [file.stem for file in files], np.stack(images)
+
+
+def read_cameras(folder: Path) -> tuple[list[str], np.ndarray]:
+    """Names (file stems) and camera-to-world matrices c2w [N, 4, 4] of a `transforms.json` folder, in its frame
+    order (the ring order of the pipeline's views), read without torch."""
+    path = Path(folder) / "transforms.json"
+    try:
+        frames = json.loads(path.read_text())["frames"]
+        names = [Path(frame["file_path"]).stem for frame in frames]
+        c2w = np.asarray([frame["transform_matrix"] for frame in frames], dtype=np.float64)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InvalidInputError(path, f"cannot be read as transforms.json ({error})",
+                                "rerun the task that wrote the folder") from None
+    if c2w.shape != (len(names), 4, 4):
+        raise InvalidInputError(path, f"holds camera matrices of shape {list(c2w.shape)}",
+                                "rerun the task that wrote the folder: each frame needs a 4 x 4 transform_matrix")
+    return names, c2w

@@ -24,7 +24,8 @@ def test_nvsc_report_rebuilds_build_reports_summary(tiny_pipeline):
     result = tiny_pipeline("nvsc", "report", "runs", "--out", "rebuilt")
     assert result.returncode == 0, result.stderr[-4000:]
     rebuilt = tiny_pipeline.workdir / "rebuilt"
-    for name in ("summary.csv", "summary_ci.csv", "summary.md", "summary.tex", "scores.csv", "controls.txt"):
+    for name in ("summary.csv", "summary_ci.csv", "summary.md", "summary.tex", "scores.csv", "controls.txt",
+                 "accumulation.csv", "loop_closure.csv"):
         assert (rebuilt / name).read_text() == (built / name).read_text(), name
     pd.testing.assert_frame_equal(pd.read_parquet(rebuilt / "scores.parquet"),
                                   pd.read_parquet(built / "scores.parquet"))
@@ -50,3 +51,27 @@ def test_two_runs_merge(tiny_pipeline):
     for method in ROWS:
         for label in (f"{method} [{first}]", f"{method} [copy/runs]"):
             pd.testing.assert_series_equal(merged.loc[label], single.loc[method], check_names=False)
+
+
+def test_report_shows_error_accumulation_from_cached_per_view_scores(tiny_pipeline):
+    built = build_report_folder(tiny_pipeline)
+    runs = tiny_pipeline.workdir / "runs"
+    curve = pd.read_csv(built / "accumulation.csv")
+    assert set(curve["method"]) == set(ROWS) - {"ground_truth"}  # the ground truth is not scored against itself
+    for method in ("noise", "xunet/stochastic"):
+        (folder,) = [f for f in tiny_pipeline.folders("ScoreScene") if f.startswith(method.replace("/", "-"))]
+        per_view = pd.read_csv(runs / "ScoreScene" / folder / "per_view.csv", dtype={"view": str})
+        fidelity = per_view[per_view["kind"] == "fidelity"].set_index("view")["psnr"]
+        # Reference: 8 views on the orbit, input view 0: views d and 8 - d lie d views from the input.
+        rows = curve[(curve["method"] == method) & (curve["metric"] == "fidelity_psnr")].set_index("index_distance")
+        for distance in (1, 2, 3, 4):
+            views = sorted({f"{distance:06d}", f"{8 - distance:06d}"})
+            assert rows.loc[distance, "mean"] == pytest.approx(fidelity[views].mean())
+        closure = pd.read_csv(built / "loop_closure.csv", dtype={"opening_at": str, "closing_at": str})
+        ends = closure[(closure["method"] == method) & (closure["metric"] == "fidelity_psnr")].iloc[0]
+        assert (ends["opening_at"], ends["closing_at"]) == ("1", "7")
+        assert ends["closing"] == pytest.approx(fidelity["000007"])
+    page = (built / "index.html").read_text()
+    assert "Error accumulation and loop closure" in page
+    assert "<figcaption>fidelity_psnr against the distance from the input view" in page
+    assert (built / "figures" / "loop_closure_fidelity_psnr.png").is_file()
