@@ -6,38 +6,18 @@ function writes one PNG and returns its path.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from reports.figures import FigureStyle, axis_label
+from reports.figures import FigureStyle, axis_label, new_figure, save_figure
 from reports.tables import is_control
 from scenes.errors import InvalidInputError
-
-logger = logging.getLogger(__name__)
 
 #: Axis labels of the distance columns.
 DISTANCE_LABELS = {"index_distance": "views from the input view", "angle_deg": "angle from the input view (deg)",
                    "step": "generation step"}
-
-
-def _figure(style: FigureStyle) -> Figure:
-    figure = Figure(figsize=style.size, dpi=style.dpi)
-    FigureCanvasAgg(figure)
-    return figure
-
-
-def _write(figure: Figure, path: Path, style: FigureStyle) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.tight_layout()
-    figure.savefig(path, format="png", dpi=style.dpi)
-    logger.info("wrote %s", path)
-    return path
 
 
 def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distance: str = "index_distance",
@@ -48,7 +28,7 @@ def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distanc
     if rows.empty:
         raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(curve['metric']))})",
                                 "plot a metric of the accumulation frame")
-    figure = _figure(style)
+    figure = new_figure(style)
     axes = figure.add_subplot()
     for method, group in rows.groupby("method", sort=False):
         group = group.sort_values(distance)
@@ -60,7 +40,7 @@ def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distanc
     axes.set_ylabel(axis_label(metric))
     axes.set_title(f"{metric} against distance from the input view")
     axes.legend(fontsize="small")
-    return _write(figure, path, style)
+    return save_figure(figure, path, style)
 
 
 def plot_loop_closure(frame: pd.DataFrame, metric: str, path: Path, style: FigureStyle = FigureStyle()) -> Path:
@@ -71,7 +51,7 @@ def plot_loop_closure(frame: pd.DataFrame, metric: str, path: Path, style: Figur
         raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(frame['metric']))})",
                                 "plot a metric of the loop-closure frame")
     methods = list(dict.fromkeys(rows["method"]))
-    figure = _figure(style)
+    figure = new_figure(style)
     axes = figure.add_subplot()
     for position, method in enumerate(methods):
         values = rows.loc[rows["method"] == method, "value"].to_numpy(float)
@@ -81,7 +61,7 @@ def plot_loop_closure(frame: pd.DataFrame, metric: str, path: Path, style: Figur
     axes.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
     axes.set_ylabel(axis_label(metric))
     axes.set_title("loop closure: last view against the first")
-    return _write(figure, path, style)
+    return save_figure(figure, path, style)
 
 
 def plot_opening_and_closing(table: pd.DataFrame, metric: str, path: Path,
@@ -94,7 +74,7 @@ def plot_opening_and_closing(table: pd.DataFrame, metric: str, path: Path,
         raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(table['metric']))})",
                                 "plot a metric of the opening-and-closing frame")
     methods = list(dict.fromkeys(rows["method"]))
-    figure = _figure(style)
+    figure = new_figure(style)
     axes = figure.add_subplot()
     width = 0.38
     for offset, column, colour in ((-width / 2, "opening", "C0"), (width / 2, "closing", "C3")):
@@ -108,4 +88,4 @@ def plot_opening_and_closing(table: pd.DataFrame, metric: str, path: Path,
     axes.set_ylabel(axis_label(metric))
     axes.set_title(f"loop closure: {metric} of the first- and last-generated view")
     axes.legend(fontsize="small")
-    return _write(figure, path, style)
+    return save_figure(figure, path, style)

@@ -43,13 +43,13 @@ def axis_label(metric: str) -> str:
     return f"{metric}{unit}{direction}"
 
 
-def _new_figure(style: FigureStyle) -> Figure:
+def new_figure(style: FigureStyle) -> Figure:
     figure = Figure(figsize=style.size, dpi=style.dpi)
     FigureCanvasAgg(figure)
     return figure
 
 
-def _save(figure: Figure, path: Path, style: FigureStyle) -> Path:
+def save_figure(figure: Figure, path: Path, style: FigureStyle) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
@@ -85,7 +85,7 @@ def plot_consistency_vs_fidelity(long: pd.DataFrame, path: Path, x_metric: str =
     table = pd.DataFrame({"x": x_rows["mean"], "y": y_rows["mean"]}).reindex(list(dict.fromkeys(y_rows.index)))
     finite_x, finite_y = np.isfinite(table["x"].astype(float)), np.isfinite(table["y"].astype(float))
     controls = np.array([is_control(m) for m in table.index], dtype=bool)
-    figure = _new_figure(style)
+    figure = new_figure(style)
     axes = figure.add_subplot()
     points = table.index[finite_x & finite_y & ~controls]
     if len(points):
@@ -110,7 +110,7 @@ def plot_consistency_vs_fidelity(long: pd.DataFrame, path: Path, x_metric: str =
     axes.set_ylabel(axis_label(y_metric))
     axes.set_title("3D consistency against fidelity (mean over scenes, 95% interval)", fontsize=10)
     axes.grid(True, alpha=0.3)
-    return _save(figure, path, style)
+    return save_figure(figure, path, style)
 
 
 def plot_distribution(tidy: pd.DataFrame, metric: str, path: Path, method_order: Sequence[str] | None = None,
@@ -129,7 +129,7 @@ def plot_distribution(tidy: pd.DataFrame, metric: str, path: Path, method_order:
     methods = list(dict.fromkeys(rows["method"]))
     if method_order is not None:
         methods = [m for m in method_order if m in methods] + [m for m in methods if m not in method_order]
-    figure = _new_figure(style)
+    figure = new_figure(style)
     axes = figure.add_subplot()
     # A fixed generator keeps the horizontal jitter, and so the PNG, the same from run to run.
     jitter = np.random.default_rng(0)
@@ -150,7 +150,7 @@ def plot_distribution(tidy: pd.DataFrame, metric: str, path: Path, method_order:
     axes.set_ylabel(axis_label(metric))
     axes.set_title(f"{metric} per scene (box: quartiles; grey: controls)", fontsize=10)
     axes.grid(True, axis="y", alpha=0.3)
-    return _save(figure, path, style)
+    return save_figure(figure, path, style)
 
 
 def sweep_methods(methods: Sequence[str],
@@ -180,7 +180,7 @@ def plot_guidance_sweep(long: pd.DataFrame, metric: str, path: Path, weights: di
     if not groups:
         return None
     style = style or FigureStyle()
-    figure = _new_figure(style)
+    figure = new_figure(style)
     axes = figure.add_subplot()
     for key, members in groups.items():
         weights = [w for w, _ in members]
@@ -198,4 +198,4 @@ def plot_guidance_sweep(long: pd.DataFrame, metric: str, path: Path, weights: di
     axes.set_title(f"{metric} against guidance weight (mean over scenes, 95% interval)", fontsize=10)
     axes.legend(fontsize=8)
     axes.grid(True, alpha=0.3)
-    return _save(figure, path, style)
+    return save_figure(figure, path, style)
