@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from generators.correspondence import Correspondences
@@ -90,7 +89,11 @@ class CorrespondenceAttention(nn.Module):
         mask = inside | ~anything[:, None]
         heads = self.num_heads
         q, k, v = (t.unflatten(-1, (heads, -1)).transpose(1, 2) for t in (query, key, value))  # [Q, heads, ., C / h]
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask[:, None, None, :])  # [Q, heads, 1, C / h]
+        # One query per sequence: two small batched products do it, and the fused SDPA kernels gain nothing here
+        # (cuDNN's refused the mvd-64 benchmark's Q ~ 10^5 sequences on an H100). Softmax in at least float32.
+        scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [Q, heads, 1, L]
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32)).masked_fill(~mask[:, None, None, :], float("-inf"))
+        attended = scores.softmax(dim=-1).to(v.dtype) @ v  # [Q, heads, 1, C / h]
         attended = attended.transpose(1, 2).reshape(-1, channels) * anything[:, None].to(x.dtype)
         out = self.out(attended).reshape(batch * views, height * width, channels)
         return x + out.transpose(1, 2).reshape_as(x)
