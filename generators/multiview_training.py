@@ -15,19 +15,18 @@ EMA, bf16 autocast, DDP slices, gradient accumulation, exact resume, atomic chec
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from generators.distributed import end_process_group, start_process_group
 from generators.multiview_unet import MultiViewUNetConfig
 from generators.schedule import CosineLogSNRSchedule
-from generators.training import TrainConfig, TrainingRun, _summary_writer, draw_noise, resolve_device
+from generators.training import (TrainConfig, TrainingRun, _summary_writer, draw_noise, resolve_device,
+                                 run_steps)
 from generators.view_pairs import ViewPairs
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
@@ -164,27 +163,8 @@ def train_multiview(scenes: Sequence[MultiViewScene], depths: Sequence[np.ndarra
                         run.parameter_count(), model_config.num_views, len(scenes), run.step_count + 1,
                         train_config.steps, device)
         writer = _summary_writer(log_dir, run.step_count + 1) if log_dir is not None and group.is_main else None
-        progress = tqdm(range(run.step_count + 1, train_config.steps + 1), desc="train mvdiffusion", unit="step",
-                        disable=None if group.is_main else True)
-        loss_sum, window_start, window_steps = torch.zeros((), device=device), time.perf_counter(), 0
-        for step in progress:
-            loss_sum += run.train_step(groups.sample(train_config.batch_size, model_config.num_views,
-                                                     run.data_generator))
-            window_steps += 1
-            checkpoint_now = step % train_config.checkpoint_every == 0 or step == train_config.steps
-            if checkpoint_now or step % train_config.log_every == 0:
-                loss = loss_sum.item() / window_steps  # the only host synchronisation
-                groups_per_s = window_steps * train_config.batch_size / (time.perf_counter() - window_start)
-                progress.set_postfix(loss=f"{loss:.4f}", groups_s=f"{groups_per_s:.1f}")
-                if group.is_main:
-                    logger.info("step %d/%d: loss %.4f, %.1f groups/s", step, train_config.steps, loss, groups_per_s)
-                if writer is not None:
-                    writer.add_scalar("train/loss", loss, step)
-                    writer.add_scalar("train/groups_per_s", groups_per_s, step)
-                loss_sum.zero_()
-                window_start, window_steps = time.perf_counter(), 0
-            if checkpoint_now:
-                run.save(out_dir)
+        run_steps(run, lambda: groups.sample(train_config.batch_size, model_config.num_views, run.data_generator),
+                  out_dir, writer, group, name="mvdiffusion", unit="groups")
         if writer is not None:
             writer.close()
     end_process_group(group)

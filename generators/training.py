@@ -23,7 +23,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -342,6 +342,38 @@ def _summary_writer(log_dir: Path, first_step: int):
     return SummaryWriter(str(log_dir), purge_step=first_step)
 
 
+
+def run_steps(run, draw_batch: Callable[[], dict], out_dir: Path, writer, group, *, name: str, unit: str,
+              on_checkpoint: Callable[[int], None] | None = None) -> None:
+    """The training loop shared by every architecture: `run.train_step` on `draw_batch()` from the run's next step
+    to `run.config.steps`; loss, learning rate and `unit`/s logged every `log_every` steps, a checkpoint in
+    `out_dir` every `checkpoint_every` steps and at the end (then `on_checkpoint(step)` where a writer exists)."""
+    train_config = run.config
+    progress = tqdm(range(run.step_count + 1, train_config.steps + 1), desc=f"train {name}",
+                    disable=None if group.is_main else True, unit="step")
+    loss_sum, window_start, window_steps = torch.zeros((), device=run.device), time.perf_counter(), 0
+    for step in progress:
+        loss_sum += run.train_step(draw_batch())
+        window_steps += 1
+        checkpoint_now = step % train_config.checkpoint_every == 0 or step == train_config.steps
+        if checkpoint_now or step % train_config.log_every == 0:
+            loss = loss_sum.item() / window_steps  # the only host synchronisation
+            rate = window_steps * train_config.batch_size / (time.perf_counter() - window_start)
+            progress.set_postfix(loss=f"{loss:.4f}", **{f"{unit}_s": f"{rate:.1f}"})
+            if group.is_main:
+                logger.info("step %d/%d: loss %.4f, %.1f %s/s", step, train_config.steps, loss, rate, unit)
+            if writer is not None:
+                for scalar, value in (("loss", loss), ("lr", train_config.lr_at(step)), (f"{unit}_per_s", rate)):
+                    writer.add_scalar(f"train/{scalar}", value, step)
+            loss_sum.zero_()
+            window_start, window_steps = time.perf_counter(), 0
+        if checkpoint_now:
+            run.save(out_dir)
+            if writer is not None:
+                if on_checkpoint is not None:
+                    on_checkpoint(step)
+                writer.flush()
+
 def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig, train_config: TrainConfig,
                     out_dir: Path, log_dir: Path | None = None) -> Path:
     """Train a generator on pairs of views of `scenes`; writes the checkpoint folder `out_dir` and returns it.
@@ -363,30 +395,12 @@ def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig,
                         run.step_count + 1, train_config.steps, device, group.world_size)
         writer = _summary_writer(log_dir, run.step_count + 1) if log_dir is not None and group.is_main else None
         preview = pairs.sample(min(4, train_config.batch_size), torch.Generator(device).manual_seed(0))
-        progress = tqdm(range(run.step_count + 1, train_config.steps + 1), desc=f"train {train_config.architecture}",
-                        disable=None if group.is_main else True, unit="step")
-        loss_sum, window_start, window_steps = torch.zeros((), device=device), time.perf_counter(), 0
-        for step in progress:
-            loss_sum += run.train_step(pairs.sample(train_config.batch_size, run.data_generator))
-            window_steps += 1
-            checkpoint_now = step % train_config.checkpoint_every == 0 or step == train_config.steps
-            if checkpoint_now or step % train_config.log_every == 0:
-                loss = loss_sum.item() / window_steps  # the only host synchronisation
-                images_per_s = window_steps * train_config.batch_size / (time.perf_counter() - window_start)
-                progress.set_postfix(loss=f"{loss:.4f}", img_s=f"{images_per_s:.1f}")
-                if group.is_main:
-                    logger.info("step %d/%d: loss %.4f, %.1f images/s", step, train_config.steps, loss, images_per_s)
-                if writer is not None:
-                    for name, value in (("loss", loss), ("lr", train_config.lr_at(step)),
-                                        ("images_per_s", images_per_s)):
-                        writer.add_scalar(f"train/{name}", value, step)
-                loss_sum.zero_()
-                window_start, window_steps = time.perf_counter(), 0
-            if checkpoint_now:
-                run.save(out_dir)
-                if writer is not None:
-                    writer.add_image("ema/cond_target_noisy_x0", _sample_grid(run, preview), step)
-                    writer.flush()
+
+        def preview_grid(step: int) -> None:
+            writer.add_image("ema/cond_target_noisy_x0", _sample_grid(run, preview), step)
+
+        run_steps(run, lambda: pairs.sample(train_config.batch_size, run.data_generator), out_dir, writer, group,
+                  name=train_config.architecture, unit="images", on_checkpoint=preview_grid)
         if writer is not None:
             writer.close()
     end_process_group(group)
