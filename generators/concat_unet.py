@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generators.unet_levels import build_levels, run_levels
 from generators.xunet import (AttnBlock, ResnetBlock, XUNetConfig, _group_norm, _zero_init, logsnr_embedding,
                               nerf_positional_encoding)
 from scenes.cameras import camera_rays
@@ -40,7 +41,6 @@ class ConcatUNet(nn.Module):
     def __init__(self, config: XUNetConfig):
         super().__init__()
         self.config, self.image_size = config, config.image_size
-        widths = [config.ch * m for m in config.ch_mult]
         attends = [r in config.attn_resolutions for r in config.resolutions()]
         pose_dim = 2 * 2 * (3 + 6 * config.pos_octaves)  # origins and directions of both cameras
         self.logsnr_mlp = nn.Sequential(nn.Linear(config.ch, config.emb_ch), nn.SiLU(),
@@ -48,28 +48,9 @@ class ConcatUNet(nn.Module):
         self.pose_proj = nn.ModuleList(nn.Conv2d(pose_dim, config.emb_ch, 1) for _ in config.ch_mult)
         self.conv_in = nn.Conv2d(6, config.ch, 3, padding=1)
 
-        skip_channels, channels = [config.ch], config.ch
-        self.down_blocks, self.downsamples = nn.ModuleList(), nn.ModuleList()
-        for level, width in enumerate(widths):
-            blocks = nn.ModuleList()
-            for _ in range(config.num_res_blocks):
-                blocks.append(ConcatBlock(channels, width, config, attends[level]))
-                channels = width
-                skip_channels.append(channels)
-            self.down_blocks.append(blocks)
-            if level != len(widths) - 1:
-                self.downsamples.append(ResnetBlock(channels, channels, config.emb_ch, config.dropout, "down"))
-                skip_channels.append(channels)
-        self.middle = ConcatBlock(channels, channels, config, attends[-1])
-        self.up_blocks, self.upsamples = nn.ModuleList(), nn.ModuleList()
-        for level in reversed(range(len(widths))):
-            blocks = nn.ModuleList()
-            for _ in range(config.num_res_blocks + 1):
-                blocks.append(ConcatBlock(channels + skip_channels.pop(), widths[level], config, attends[level]))
-                channels = widths[level]
-            self.up_blocks.append(blocks)
-            if level != 0:
-                self.upsamples.append(ResnetBlock(channels, channels, config.emb_ch, config.dropout, "up"))
+        channels = build_levels(self, config.ch, config.ch_mult, config.num_res_blocks,
+                                lambda c_in, c_out, level: ConcatBlock(c_in, c_out, config, attends[level]),
+                                lambda c, direction: ResnetBlock(c, c, config.emb_ch, config.dropout, direction))
         self.norm_out = _group_norm(channels)
         self.conv_out = _zero_init(nn.Conv2d(channels, 3, 3, padding=1))
 
@@ -101,20 +82,6 @@ class ConcatUNet(nn.Module):
         emb_acts = self._embeddings(logsnr.to(z_t.device, z_t.dtype), cond_c2w, target_c2w, intrinsics, cond_mask,
                                     height, width)
         h = self.conv_in(torch.cat([cond_image * cond_mask[:, None, None, None], z_t], dim=1))  # [B, ch, H, W]
-        skips = [h]
-        for level, blocks in enumerate(self.down_blocks):
-            for block in blocks:
-                h = block(h, emb_acts[level])
-                skips.append(h)
-            if level < len(self.downsamples):
-                h = self.downsamples[level](h, emb_acts[level + 1])
-                skips.append(h)
-        h = self.middle(h, emb_acts[-1])
-        for i, blocks in enumerate(self.up_blocks):
-            level = len(self.up_blocks) - 1 - i
-            for block in blocks:
-                h = block(torch.cat([h, skips.pop()], dim=1), emb_acts[level])
-            if level != 0:
-                h = self.upsamples[i](h, emb_acts[level - 1])
+        h = run_levels(self, h, emb_acts)
         return self.conv_out(F.silu(self.norm_out(h)))
 

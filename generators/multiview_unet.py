@@ -30,6 +30,7 @@ from torch import nn
 from generators.caa import CorrespondenceAttention
 from generators.correspondence import (Correspondences, depth_correspondences, homography_correspondences,
                                        nearest_views, pool_depth, scale_intrinsics)
+from generators.unet_levels import build_levels, run_levels
 from generators.xunet import (AttnBlock, ResnetBlock, XUNetConfig, _group_norm, _zero_init, logsnr_embedding,
                               nerf_positional_encoding)
 from scenes.cameras import camera_rays
@@ -117,7 +118,6 @@ class MultiViewUNet(nn.Module):
     def __init__(self, config: MultiViewUNetConfig):
         super().__init__()
         self.config, self.image_size = config, config.image_size
-        widths = [config.ch * m for m in config.ch_mult]
         resolutions = config.resolutions()
         attends = [r in config.attn_resolutions for r in resolutions]
         mixes = [r in config.caa_resolutions for r in resolutions]
@@ -128,29 +128,10 @@ class MultiViewUNet(nn.Module):
         # z_t (3), conditioning image (3), mask (1), inverse depth (1, depth task only).
         self.conv_in = nn.Conv2d(7 + int(config.uses_depth), config.ch, 3, padding=1)
 
-        skip_channels, channels = [config.ch], config.ch
-        self.down_blocks, self.downsamples = nn.ModuleList(), nn.ModuleList()
-        for level, width in enumerate(widths):
-            blocks = nn.ModuleList()
-            for _ in range(config.num_res_blocks):
-                blocks.append(MultiViewBlock(channels, width, config, attends[level], mixes[level]))
-                channels = width
-                skip_channels.append(channels)
-            self.down_blocks.append(blocks)
-            if level != len(widths) - 1:
-                self.downsamples.append(ResnetBlock(channels, channels, config.emb_ch, config.dropout, "down"))
-                skip_channels.append(channels)
-        self.middle = MultiViewBlock(channels, channels, config, attends[-1], mixes[-1])
-        self.up_blocks, self.upsamples = nn.ModuleList(), nn.ModuleList()
-        for level in reversed(range(len(widths))):
-            blocks = nn.ModuleList()
-            for _ in range(config.num_res_blocks + 1):
-                blocks.append(MultiViewBlock(channels + skip_channels.pop(), widths[level], config, attends[level],
-                                             mixes[level]))
-                channels = widths[level]
-            self.up_blocks.append(blocks)
-            if level != 0:
-                self.upsamples.append(ResnetBlock(channels, channels, config.emb_ch, config.dropout, "up"))
+        channels = build_levels(self, config.ch, config.ch_mult, config.num_res_blocks,
+                                lambda c_in, c_out, level: MultiViewBlock(c_in, c_out, config, attends[level],
+                                                                          mixes[level]),
+                                lambda c, direction: ResnetBlock(c, c, config.emb_ch, config.dropout, direction))
         self.norm_out = _group_norm(channels)
         self.conv_out = _zero_init(nn.Conv2d(channels, 3, 3, padding=1))
 
@@ -234,19 +215,5 @@ class MultiViewUNet(nn.Module):
             inputs.append((1.0 / depth.clamp_min(1e-6))[:, :, None].to(dtype))
         h = self.conv_in(torch.cat(inputs, dim=2).flatten(0, 1))  # [B * N, ch, H, W]
 
-        skips = [h]
-        for level, blocks in enumerate(self.down_blocks):
-            for block in blocks:
-                h = block(h, emb_acts[level], found[level])
-                skips.append(h)
-            if level < len(self.downsamples):
-                h = self.downsamples[level](h, emb_acts[level + 1])
-                skips.append(h)
-        h = self.middle(h, emb_acts[-1], found[-1])
-        for i, blocks in enumerate(self.up_blocks):
-            level = len(self.up_blocks) - 1 - i
-            for block in blocks:
-                h = block(torch.cat([h, skips.pop()], dim=1), emb_acts[level], found[level])
-            if level != 0:
-                h = self.upsamples[i](h, emb_acts[level - 1])
+        h = run_levels(self, h, emb_acts, per_level=found)
         return self.conv_out(F.silu(self.norm_out(h))).unflatten(0, (batch, views))

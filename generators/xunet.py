@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generators.unet_levels import build_levels, run_levels
 from scenes.cameras import camera_rays
 from scenes.errors import InvalidInputError
 
@@ -267,42 +268,26 @@ class XUNet(nn.Module):
         super().__init__()
         self.config = config
         self.image_size = config.image_size
-        widths = [config.ch * m for m in config.ch_mult]
-        resolutions = config.resolutions()
-        attends = [r in config.attn_resolutions for r in resolutions]
+        attends = [r in config.attn_resolutions for r in config.resolutions()]
         self.conditioning = Conditioning(config)
         self.conv_in = nn.Conv2d(3, config.ch, 3, padding=1)
 
-        skip_channels, channels = [config.ch], config.ch
-        self.down_blocks, self.downsamples = nn.ModuleList(), nn.ModuleList()
-        for level, width in enumerate(widths):
-            blocks = nn.ModuleList()
-            for _ in range(config.num_res_blocks):
-                blocks.append(XUNetBlock(channels, width, config, attends[level]))
-                channels = width
-                skip_channels.append(channels)
-            self.down_blocks.append(blocks)
-            if level != len(widths) - 1:
-                self.downsamples.append(ResnetBlock(channels, channels, config.emb_ch, config.dropout, "down"))
-                skip_channels.append(channels)
-        self.middle = XUNetBlock(channels, channels, config, attends[-1])
-
-        self.up_blocks, self.upsamples = nn.ModuleList(), nn.ModuleList()
-        for level in reversed(range(len(widths))):
-            blocks = nn.ModuleList()
-            for _ in range(config.num_res_blocks + 1):
-                blocks.append(XUNetBlock(channels + skip_channels.pop(), widths[level], config, attends[level]))
-                channels = widths[level]
-            self.up_blocks.append(blocks)
-            if level != 0:
-                self.upsamples.append(ResnetBlock(channels, channels, config.emb_ch, config.dropout, "up"))
+        channels = build_levels(self, config.ch, config.ch_mult, config.num_res_blocks,
+                                lambda c_in, c_out, level: XUNetBlock(c_in, c_out, config, attends[level]),
+                                lambda c, direction: ResnetBlock(c, c, config.emb_ch, config.dropout, direction))
         # After the last attention block on the way up nothing reads the conditioning frame any more, so the rest of
         # the UNet runs on the target frame only (same result, about a third less work at the high resolutions).
-        up_attends = [attends[level] for level in reversed(range(len(widths)))
+        up_attends = [attends[level] for level in reversed(range(len(config.ch_mult)))
                       for _ in range(config.num_res_blocks + 1)]
         self._last_mixing_block = max(i for i, a in enumerate(up_attends) if a)  # config ensures one exists
         self.norm_out = _group_norm(channels)
         self.conv_out = _zero_init(nn.Conv2d(channels, 3, 3, padding=1))
+
+    def _keep_target_frame(self, index: int, h: torch.Tensor, skips: list, emb_acts: list) -> tuple:
+        """After the last up block that mixes frames, keep only the target frame (odd rows) from there on."""
+        if index != self._last_mixing_block:
+            return h, skips, emb_acts
+        return h[1::2], [s[1::2] for s in skips], [e[1::2] for e in emb_acts]
 
     def forward(self, z_t: torch.Tensor, logsnr: torch.Tensor, cond_image: torch.Tensor, cond_c2w: torch.Tensor,
                 target_c2w: torch.Tensor, intrinsics: torch.Tensor, cond_mask: torch.Tensor | None = None
@@ -319,24 +304,5 @@ class XUNet(nn.Module):
         emb_acts = [F.silu(logsnr_emb[:, :, None, None] + pose) for pose in pose_embs]
 
         h = torch.stack([cond_image * cond_mask[:, None, None, None], z_t], dim=1).flatten(0, 1)  # [B * 2, 3, H, W]
-        h = self.conv_in(h)
-        skips = [h]
-        for level, blocks in enumerate(self.down_blocks):
-            for block in blocks:
-                h = block(h, emb_acts[level])
-                skips.append(h)
-            if level < len(self.downsamples):
-                h = self.downsamples[level](h, emb_acts[level + 1])
-                skips.append(h)
-        h = self.middle(h, emb_acts[-1])
-        block_index = 0
-        for i, blocks in enumerate(self.up_blocks):
-            level = len(self.up_blocks) - 1 - i
-            for block in blocks:
-                h = block(torch.cat([h, skips.pop()], dim=1), emb_acts[level])
-                if block_index == self._last_mixing_block:  # keep the target frame (odd rows) from here on
-                    h, skips, emb_acts = h[1::2], [s[1::2] for s in skips], [e[1::2] for e in emb_acts]
-                block_index += 1
-            if level != 0:
-                h = self.upsamples[i](h, emb_acts[level - 1])
+        h = run_levels(self, self.conv_in(h), emb_acts, after_up_block=self._keep_target_frame)
         return self.conv_out(F.silu(self.norm_out(h)))  # [B, 3, H, W]
