@@ -236,7 +236,8 @@ def best_cells(summary: pd.DataFrame, directions: dict[str, bool] | None = None,
     """Boolean frame shaped like `summary` (means): True where a cell holds the best value of its column.
 
     The best is the maximum or minimum by the score's direction among the methods that are not controls (among
-    all rows when every row is a control); ties are all marked; NaN is never best.
+    all rows when every row is a control); ties for the best are all marked, but a column where every candidate
+    holds the same value has no best (bold on every row would single nothing out); NaN is never best.
     """
     columns = metric_columns(summary)
     signs = {c: higher_is_better(c, directions) for c in columns}  # raises before anything is marked
@@ -244,7 +245,7 @@ def best_cells(summary: pd.DataFrame, directions: dict[str, bool] | None = None,
     best = pd.DataFrame(False, index=summary.index, columns=summary.columns)
     for column in columns:
         values = summary.loc[candidates, column].astype(float)
-        if values.isna().all():
+        if values.isna().all() or (len(values.dropna()) > 1 and values.dropna().nunique() == 1):
             continue
         target = values.max() if signs[column] else values.min()
         best.loc[candidates, column] = (values == target).to_numpy()

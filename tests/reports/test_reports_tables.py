@@ -94,6 +94,17 @@ def test_best_cells_follow_direction_and_skip_controls(tidy, set_scores):
         best_cells(means.assign(fake_error=1.0), DIRECTIONS)
 
 
+def test_best_cells_mark_ties_but_not_a_column_where_every_method_ties(tidy, set_scores):
+    means = wide(summarize(tidy, set_scores, resamples=10))
+    candidates = [m for m in means.index if m not in ("ground_truth", "perturbed", "noise")]
+    top, other = candidates[0], candidates[1:]
+    tied = means.assign(tsed=0.0)  # e.g. no method has a consistent pair: nothing to single out
+    tied.loc[top, "consistency_psnr"] = tied.loc[other[0], "consistency_psnr"] = 99.0
+    best = best_cells(tied)
+    assert not best["tsed"].any()
+    assert best.loc[[top, other[0]], "consistency_psnr"].all() and best["consistency_psnr"].sum() == 2
+
+
 def test_directions_agree_with_the_metric_registry():
     from reports.metrics import HIGHER_IS_BETTER
 
