@@ -157,7 +157,7 @@ def test_static_steps_are_deterministic_and_follow_the_reference_steps(scene):
             trainer.set_learning_rate(1e-2 * 0.9**step)
             trainer.run()
             if grid.due(step):
-                grid.update(field, 0.2, trainer.generator)
+                grid.update(field, 0.005, trainer.generator)
                 trainer.adapt()
         assert trainer.dropped_rays() == 0
         assert not static or trainer.capacity < SAMPLES, "the static steps must have compacted their samples"
