@@ -138,6 +138,22 @@ def scene_rays(cameras: Cameras, device: torch.device) -> tuple[torch.Tensor, to
     return origins.reshape(-1, 3), directions.reshape(-1, 3)
 
 
+def uses_cuda_graphs(config: NeRFConfig, field: HashGridField) -> bool:
+    """Whether a fit of `field` replays its steps as a CUDA graph (`NeRFConfig.cuda_graphs`)."""
+    return config.cuda_graphs and field.aabb.device.type == "cuda" and field.backend != "nerfstudio"
+
+
+def make_optimizer(field: HashGridField, config: NeRFConfig, graphs: bool) -> torch.optim.Adam:
+    """instant-NGP's Adam over `field` (weight decay on the MLPs only); fused on a GPU (one kernel), and for a
+    CUDA graph capturable, with each group's learning rate a device tensor that the host updates in place."""
+    device = field.aabb.device
+    lr = (lambda: torch.tensor(config.lr, device=device)) if graphs else (lambda: config.lr)
+    return torch.optim.Adam(
+        [{"params": field.encoding_parameters(), "weight_decay": 0.0, "lr": lr()},
+         {"params": field.mlp_parameters(), "weight_decay": config.weight_decay, "lr": lr()}],
+        lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=device.type == "cuda", capturable=graphs)
+
+
 def fit_nerf(scene: MultiViewScene, config: NeRFConfig) -> FittedNeRF:
     """Fit a field to all views of `scene` (images composited on `config.background`)."""
     check_config(config)
@@ -160,14 +176,8 @@ def fit_nerf(scene: MultiViewScene, config: NeRFConfig) -> FittedNeRF:
 
     origins, directions = scene_rays(scene.cameras, device)
     pixels = torch.as_tensor(scene.images, device=device).reshape(-1, 3)
-    graphs = config.cuda_graphs and device.type == "cuda" and nerf_field.backend != "nerfstudio"
-    # Under a graph the learning rate is a device tensor that the host updates in place.
-    lr = (lambda: torch.tensor(config.lr, device=device)) if graphs else (lambda: config.lr)
-    optimizer = torch.optim.Adam(
-        [{"params": nerf_field.encoding_parameters(), "weight_decay": 0.0, "lr": lr()},
-         {"params": nerf_field.mlp_parameters(), "weight_decay": config.weight_decay, "lr": lr()}],
-        lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=device.type == "cuda",  # one kernel on a GPU
-        capturable=graphs)
+    graphs = uses_cuda_graphs(config, nerf_field)
+    optimizer = make_optimizer(nerf_field, config, graphs)
     trainer = TrainStep(nerf_field, optimizer, origins, directions, pixels, config, generator, grid, static=graphs,
                         graph=graphs)
     logger.info("fitting a NeRF (%s backend, %s%s) on %d views of %dx%d for %d steps%s, scene box %s",

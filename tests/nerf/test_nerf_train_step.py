@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from nerf.field import FieldConfig, HashGridField
-from nerf.fit import NeRFConfig, fit_nerf, render_views, scene_rays
+from nerf.fit import NeRFConfig, fit_nerf, make_optimizer, render_views, scene_rays
 from nerf.occupancy import OccupancyConfig, OccupancyGrid
 from nerf.renderer import render_rays, render_training_rays
 from nerf.train_step import CAPACITY_BUCKETS, CAPACITY_HEADROOM, TrainStep, ray_loss, sample_capacity
@@ -112,9 +112,7 @@ def test_sample_capacity_buckets():
 def make_trainer(scene, static, seed=0):
     """A `TrainStep` set up as `fit_nerf` sets it up (CPU, so no graph), and its field and grid."""
     field, grid, origins, directions, pixels = make_parts(scene, seed)
-    optimizer = torch.optim.Adam([{"params": field.encoding_parameters(), "weight_decay": 0.0},
-                                  {"params": field.mlp_parameters(), "weight_decay": CONFIG.weight_decay}],
-                                 lr=1e-2, betas=(0.9, 0.99), eps=1e-15)
+    optimizer = make_optimizer(field, CONFIG, graphs=False)
     generator = torch.Generator().manual_seed(seed)
     trainer = TrainStep(field, optimizer, origins, directions, pixels, CONFIG, generator, grid, static, graph=False)
     return trainer, field, grid
