@@ -79,6 +79,19 @@ def _evaluate(field: HashGridField, positions: Tensor, keep: Tensor | None) -> t
         positions.new_zeros(positions.shape).index_copy(0, index, rgb.to(zeros.dtype))
 
 
+def compact_indices(keep: Tensor, capacity: int) -> Tensor:
+    """Indices [C] of the first C = `capacity` True entries of keep [P], in order, padded with P: what
+    `torch.nonzero_static(keep, size=C, fill_value=P)` gives, from a scan and a scatter of fixed shapes (no host
+    sync, so a CUDA graph can hold it)."""
+    num_samples = keep.shape[0]
+    position = torch.cumsum(keep, dim=0) - 1  # [P] buffer slot of each kept sample
+    every = torch.arange(num_samples, device=keep.device)
+    # Samples not kept, and kept ones beyond the buffer, go to slots of their own behind it: no two writes collide.
+    slot = torch.where(keep & (position < capacity), position, capacity + every)
+    buffer = torch.full((capacity + num_samples,), num_samples, dtype=torch.int64, device=keep.device)
+    return buffer.scatter_(0, slot, every)[:capacity]
+
+
 def _evaluate_static(field: HashGridField, positions: Tensor, keep: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
     """`_evaluate` with shapes that do not depend on the data: density [P] and colour [P, 3] at positions [P, 3].
 
@@ -91,9 +104,9 @@ def _evaluate_static(field: HashGridField, positions: Tensor, keep: Tensor, capa
         sigma, rgb = field(positions)
         # An empty sample has weight 0 in `composite`, so its colour (and the colour's gradient) never matters.
         return torch.where(keep, sigma.to(positions.dtype), 0.0), rgb.to(positions.dtype)
+    index = compact_indices(keep, capacity)  # [C]
     # Unused buffer entries point at a dummy slot P behind the samples: evaluated at a real position (the clamp),
     # written to the dummy slot, which is cut off, so they change nothing and receive no gradient.
-    index = torch.nonzero_static(keep, size=capacity, fill_value=num_samples).squeeze(1)  # [C]
     sigma, rgb = field(positions[index.clamp(max=num_samples - 1)])
     sigma_all = positions.new_zeros(num_samples + 1).index_copy(0, index, sigma.to(positions.dtype))
     rgb_all = positions.new_zeros((num_samples + 1, 3)).index_copy(0, index, rgb.to(positions.dtype))
