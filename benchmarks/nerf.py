@@ -319,8 +319,8 @@ def fitting_table(args) -> None:
     if not step_times:
         return
     print()
-    print("One training step on the field and occupancy grid of the last fit of the default row (ms per step, median "
-          "of 5 means of 20 steps after 3 untimed; the optimiser state restarts):")
+    print("One training step on the field and occupancy grid of the last fit of the default row (ms per step, mean "
+          "of 50 after 3 untimed; the optimiser state restarts):")
     print()
     print("| views | samples kept by the grid | graph, kept samples compacted | graph, every sample evaluated "
           "(masked) | eager step |")
@@ -330,7 +330,7 @@ def fitting_table(args) -> None:
               + " | ".join(f"{times[name]:.2f}" for name in ("compacted", "masked", "eager")) + " |")
 
 
-def step_milliseconds(fitted, train, steps: int = 20) -> tuple[float, float, dict[str, float]]:
+def step_milliseconds(fitted, train, steps: int = 50) -> tuple[float, float, dict[str, float]]:
     """Milliseconds per training step on a fitted field and grid, as a CUDA graph with the kept samples compacted
     into the buffer a fit would size, as a CUDA graph evaluating every sample, and eagerly; and the fractions of
     the samples kept and held by the compacted buffer."""
@@ -353,15 +353,12 @@ def step_milliseconds(fitted, train, steps: int = 20) -> tuple[float, float, dic
             capacity = trainer.capacity = sample_capacity(kept, total)
         for _ in range(3):  # the first captures the graph
             trainer.run()
-        repeats = []
-        for _ in range(5):
-            torch.cuda.synchronize()
-            start = time.perf_counter()
-            for _ in range(steps):
-                trainer.run()
-            torch.cuda.synchronize()
-            repeats.append(1e3 * (time.perf_counter() - start) / steps)
-        times[name] = statistics.median(repeats)
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.run()
+        torch.cuda.synchronize()
+        times[name] = 1e3 * (time.perf_counter() - start) / steps
     return kept / total, capacity / total, times
 
 

@@ -80,17 +80,16 @@ def _evaluate(field: HashGridField, positions: Tensor, keep: Tensor | None) -> t
 
 
 def compact_indices(keep: Tensor, capacity: int) -> Tensor:
-    """Indices [C] of the first C = `capacity` True entries of keep [P], in order; a buffer entry j left unused
-    holds P + j. Up to that padding, `torch.nonzero_static(keep, size=C, fill_value=P)`, here from a scan and a
-    scatter of fixed shapes (no host sync, so a CUDA graph can hold it)."""
+    """Indices [C] of the first C = `capacity` True entries of keep [P], in order, padded with P: what
+    `torch.nonzero_static(keep, size=C, fill_value=P)` gives, from a scan and a scatter of fixed shapes (no host
+    sync, so a CUDA graph can hold it)."""
     num_samples = keep.shape[0]
-    position = torch.cumsum(keep, dim=0) - 1  # [P] buffer entry of each kept sample
+    position = torch.cumsum(keep, dim=0) - 1  # [P] buffer slot of each kept sample
     every = torch.arange(num_samples, device=keep.device)
-    # Samples not kept, and kept ones beyond the buffer, go to entries of their own behind it: no two writes
-    # collide, and the unused entries keep their distinct padding.
-    entry = torch.where(keep & (position < capacity), position, capacity + every)
-    buffer = num_samples + torch.arange(capacity + num_samples, device=keep.device)
-    return buffer.scatter_(0, entry, every)[:capacity]
+    # Samples not kept, and kept ones beyond the buffer, go to slots of their own behind it: no two writes collide.
+    slot = torch.where(keep & (position < capacity), position, capacity + every)
+    buffer = torch.full((capacity + num_samples,), num_samples, dtype=torch.int64, device=keep.device)
+    return buffer.scatter_(0, slot, every)[:capacity]
 
 
 def _evaluate_static(field: HashGridField, positions: Tensor, keep: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
@@ -106,13 +105,11 @@ def _evaluate_static(field: HashGridField, positions: Tensor, keep: Tensor, capa
         # An empty sample has weight 0 in `composite`, so its colour (and the colour's gradient) never matters.
         return torch.where(keep, sigma.to(positions.dtype), 0.0), rgb.to(positions.dtype)
     index = compact_indices(keep, capacity)  # [C]
-    # An unused entry j (index P + j) evaluates the real sample j and writes to a dummy slot P + j behind the
-    # samples, which is cut off: it changes nothing and receives no gradient. Distinct positions and slots, not
-    # one shared dummy: thousands of identical points would serialise the hash table's atomic gradient adds.
-    padding = index >= num_samples
-    sigma, rgb = field(positions[torch.where(padding, index - num_samples, index)])
-    sigma_all = positions.new_zeros(num_samples + capacity).index_copy(0, index, sigma.to(positions.dtype))
-    rgb_all = positions.new_zeros((num_samples + capacity, 3)).index_copy(0, index, rgb.to(positions.dtype))
+    # Unused buffer entries point at a dummy slot P behind the samples: evaluated at a real position (the clamp),
+    # written to the dummy slot, which is cut off, so they change nothing and receive no gradient.
+    sigma, rgb = field(positions[index.clamp(max=num_samples - 1)])
+    sigma_all = positions.new_zeros(num_samples + 1).index_copy(0, index, sigma.to(positions.dtype))
+    rgb_all = positions.new_zeros((num_samples + 1, 3)).index_copy(0, index, rgb.to(positions.dtype))
     return sigma_all[:num_samples], rgb_all[:num_samples]
 
 
