@@ -122,8 +122,7 @@ def _sample_mask(positions: Tensor, delta: Tensor, grid: OccupancyGrid | None) -
 
 
 def ray_samples(field: HashGridField, origins: Tensor, directions: Tensor, samples: int, training: bool,
-                 generator: torch.Generator | None, grid: OccupancyGrid | None
-                 ) -> tuple[Tensor, Tensor, Tensor | None]:
+                generator: torch.Generator | None, grid: OccupancyGrid | None) -> tuple[Tensor, Tensor, Tensor | None]:
     """Sample positions [R, S, 3], bin lengths delta [R, 1], and which samples need the field [R, S] (None: all)."""
     near, far = ray_box_intersection(origins, directions, field.aabb)
     distances, delta = stratified_distances(near, far, samples, training, generator)  # [R, S], [R, 1]
