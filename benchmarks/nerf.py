@@ -3,9 +3,13 @@
 (a) Throughput (default): hash encoding + MLP forward + backward + Adam, points/s, for nerfstudio's torch
     `HashEncoding` and our backends, with the same MLP (32-64-64-16) in float32 and in bfloat16. The workload is
     ANCHORS.md's: 16 levels, 2^19 entries per level, 2 features, resolutions 16..1024.
+    With `--cuda-graphs` every step is a captured CUDA graph, as our fits' steps are on a GPU (`nerf/train_step.py`):
+    the bf16 Triton row is then our default GPU step.
 (b) Fitting (`--fit`): a procedural object seen by 50 cameras at 64x64 and 128x128, 40 views to fit and 10 held
-    out; held-out PSNR after fits of 2, 5 and 10 s of wall time, for our default field and for the same field on
-    nerfstudio's torch encoding (float32 and bfloat16 MLP).
+    out; held-out PSNR after fits of 2, 5 and 10 s of wall time, for our default fit (CUDA graph steps), the same
+    with eager steps, and the same field on nerfstudio's torch encoding (float32 and bfloat16 MLP; eager, as it
+    cannot be captured). Then the milliseconds of one training step on the fitted field and occupancy grid: CUDA
+    graph with the kept samples compacted, CUDA graph evaluating every sample (masked), and the eager step.
 
 Run on a CUDA device: `python benchmarks/nerf.py --breakdown --fit`. Prints Markdown tables on stdout.
 """
@@ -36,7 +40,7 @@ ENCODING_KWARGS = dict(num_levels=16, min_res=16, max_res=1024, log2_hashmap_siz
 PEER = "nerfstudio HashEncoding (torch), fp32 MLP"
 
 
-def make_rows() -> dict[str, tuple[nn.Module, bool]]:
+def make_rows(args) -> dict[str, tuple[nn.Module, bool]]:
     """Row name -> (encoding module, MLP in bfloat16), in table order; Triton rows only where triton imports.
 
     Every row has the same MLP; bfloat16 rows run it under autocast (and our Triton encoding then writes its
@@ -52,7 +56,8 @@ def make_rows() -> dict[str, tuple[nn.Module, bool]]:
         rows["nvsc triton, fp32 MLP"] = (TritonHashEncoding(**ENCODING_KWARGS), False)
         bf16 = TritonHashEncoding(**ENCODING_KWARGS)
         bf16.out_dtype = torch.bfloat16
-        rows["nvsc triton, bf16 MLP (our GPU default)"] = (bf16, True)
+        rows["nvsc triton, bf16 MLP (graph: our default GPU step)" if args.cuda_graphs else
+             "nvsc triton, bf16 MLP (eager; our default GPU step is its graph, --cuda-graphs)"] = (bf16, True)
     return rows
 
 
@@ -209,7 +214,7 @@ def throughput_table(args) -> None:
     """Benchmark (a): the main table."""
     columns = [("fwd+bwd+Adam, 2^18 points", 2**18, True), ("fwd+bwd+Adam, 2^20 points", 2**20, True),
                ("forward, 2^20 points", 2**20, False)]
-    rows = make_rows()
+    rows = make_rows(args)
     results: dict[str, list[float] | str] = {}
     for name, (encoding, bf16) in rows.items():
         try:
@@ -257,7 +262,7 @@ def benchmark_scene(size: int, category: str, num_views: int = 50, seed: int = 0
     return MultiViewScene(images, Cameras(c2w, intrinsics_from_fov(45.0, size)))
 
 
-def fit_config(seconds: float, backend: str, mlp_precision: str, size: int, args):
+def fit_config(seconds: float, backend: str, mlp_precision: str, cuda_graphs: bool, size: int, args):
     """The GPU fit of the benchmark: a larger field, batch and learning-rate schedule than the CPU defaults.
 
     The finest grid resolution defaults to twice the image size: the box spans about the image's width, so that is
@@ -271,13 +276,15 @@ def fit_config(seconds: float, backend: str, mlp_precision: str, size: int, args
                         max_resolution=args.max_resolution or 2 * size, mlp_precision=mlp_precision)
     return NeRFConfig(field=field, steps=1_000_000, time_budget_s=seconds, rays_per_batch=8192, samples_per_ray=64,
                       lr=args.lr, lr_final_factor=0.1, occupancy=OccupancyConfig(resolution=64), device=args.device,
-                      eval_chunk=65536)
+                      eval_chunk=65536, cuda_graphs=cuda_graphs)
 
 
-#: Field variants of the fitting benchmark: (name, encoding backend, MLP precision).
-FIT_METHODS = (("nvsc default (triton encoding, bf16 MLP)", "auto", "auto"),
-               ("nerfstudio torch HashEncoding, bf16 MLP", "nerfstudio", "bfloat16"),
-               ("nerfstudio torch HashEncoding, fp32 MLP", "nerfstudio", "float32"))
+#: Variants of the fitting benchmark: (name, encoding backend, MLP precision, CUDA graph steps). nerfstudio's
+#: torch encoding copies host tensors in every pass, which a CUDA graph capture forbids: its fits run eagerly.
+FIT_METHODS = (("nvsc default (CUDA graph steps, triton encoding, bf16 MLP)", "auto", "auto", True),
+               ("nvsc, eager steps (cuda_graphs=False)", "auto", "auto", False),
+               ("nerfstudio torch HashEncoding, bf16 MLP (eager)", "nerfstudio", "bfloat16", False),
+               ("nerfstudio torch HashEncoding, fp32 MLP (eager)", "nerfstudio", "float32", False))
 
 
 def fitting_table(args) -> None:
@@ -294,17 +301,65 @@ def fitting_table(args) -> None:
     print("| views | method | " + " | ".join(f"{b:g} s: PSNR (steps)" for b in args.budgets) + " |")
     print("|---|---|" + "---:|" * len(args.budgets))
     subset = SubsetConfig(heldout_every=5)
+    step_times = []
     for size in args.sizes:
         scene = benchmark_scene(size, args.category)
-        for name, backend, precision in [FIT_METHODS[i] for i in args.methods]:
+        for name, backend, precision, graphs in [FIT_METHODS[i] for i in args.methods]:
             # An untimed short fit first: Triton compiles its kernels and the allocator warms up.
-            run_protocol(scene, subset, fit_config(0.5, backend, precision, size, args))
+            run_protocol(scene, subset, fit_config(0.5, backend, precision, graphs, size, args))
             cells = []
             for budget in args.budgets:
-                result = run_protocol(scene, subset, fit_config(budget, backend, precision, size, args))
+                result = run_protocol(scene, subset, fit_config(budget, backend, precision, graphs, size, args))
                 error = np.mean((result.renders.images.astype(np.float64) - result.heldout.images) ** 2)
-                cells.append(f"{-10 * np.log10(error):.2f} dB ({result.fitted.steps})")
+                dropped = f", {result.fitted.dropped_rays} rays dropped" if result.fitted.dropped_rays else ""
+                cells.append(f"{-10 * np.log10(error):.2f} dB ({result.fitted.steps}{dropped})")
             print(f"| {size}x{size} | {name} | " + " | ".join(cells) + " |", flush=True)
+            if graphs and args.device == "cuda":
+                step_times.append((size, *step_milliseconds(result.fitted, result.train)))
+    if not step_times:
+        return
+    print()
+    print("One training step on the field and occupancy grid of the last fit of the default row (ms per step, mean "
+          "of 50 after 3 untimed; the optimiser state restarts):")
+    print()
+    print("| views | samples kept by the grid | graph, kept samples compacted | graph, every sample evaluated "
+          "(masked) | eager step |")
+    print("|---|---:|---:|---:|---:|")
+    for size, fraction, capacity, times in step_times:
+        print(f"| {size}x{size} | {fraction:.1%} (buffer {capacity:.1%}) | "
+              + " | ".join(f"{times[name]:.2f}" for name in ("compacted", "masked", "eager")) + " |")
+
+
+def step_milliseconds(fitted, train, steps: int = 50) -> tuple[float, float, dict[str, float]]:
+    """Milliseconds per training step on a fitted field and grid, as a CUDA graph with the kept samples compacted
+    into the buffer a fit would size, as a CUDA graph evaluating every sample, and eagerly; and the fractions of
+    the samples kept and held by the compacted buffer."""
+    import time
+
+    from nerf.fit import make_optimizer, scene_rays
+    from nerf.train_step import TrainStep, sample_capacity
+
+    config, device = fitted.config, fitted.device
+    origins, directions = scene_rays(train.cameras, device)
+    pixels = torch.as_tensor(train.images, device=device).reshape(-1, 3)
+    total = config.rays_per_batch * config.samples_per_ray
+    times, kept, capacity = {}, 0, total
+    for name, graphs in (("compacted", True), ("masked", True), ("eager", False)):
+        generator = torch.Generator(device=device).manual_seed(1)
+        trainer = TrainStep(fitted.field, make_optimizer(fitted.field, config, graphs), origins, directions, pixels,
+                            config, generator, fitted.occupancy, static=graphs, graph=graphs)
+        kept = trainer.kept_by_next_step()
+        if name == "compacted":
+            capacity = trainer.capacity = sample_capacity(kept, total)
+        for _ in range(3):  # the first captures the graph
+            trainer.run()
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(steps):
+            trainer.run()
+        torch.cuda.synchronize()
+        times[name] = 1e3 * (time.perf_counter() - start) / steps
+    return kept / total, capacity / total, times
 
 
 def main() -> None:
@@ -317,8 +372,8 @@ def main() -> None:
     parser.add_argument("--fused-adam", action="store_true",
                         help="every row of (a) steps torch's fused Adam (one kernel; what the fits use on a GPU)")
     parser.add_argument("--cuda-graphs", action="store_true",
-                        help="every row of (a) replays its step as a captured CUDA graph (the fits do not: their "
-                             "sample counts change from step to step)")
+                        help="every row of (a) replays its step as a captured CUDA graph, as the default GPU fit "
+                             "does (nerfstudio's rows cannot be captured and run eagerly)")
     parser.add_argument("--fit", action="store_true", help="also run the fitting benchmark (b)")
     parser.add_argument("--fit-only", action="store_true", help="run the fitting benchmark (b) only")
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128], help="image sizes of the fitting benchmark")

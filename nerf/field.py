@@ -122,7 +122,9 @@ class HashGridField(nn.Module):
         return torch.sigmoid(logits.float())
 
     def _mlp_autocast(self, like: Tensor) -> torch.autocast:
-        return torch.autocast(like.device.type, dtype=torch.bfloat16, enabled=self.mlp_bfloat16)
+        # No cast cache: torch's CUDA-graph notes ask for it off in captured regions (a cast cached outside a capture
+        # would be replayed stale); each weight is cast once per pass anyway.
+        return torch.autocast(like.device.type, dtype=torch.bfloat16, enabled=self.mlp_bfloat16, cache_enabled=False)
 
     def forward(self, positions: Tensor) -> tuple[Tensor, Tensor]:
         """Density [P] and colour [P, 3] at world positions [P, 3]."""

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 from nerf.field import FieldConfig, HashGridField
 from nerf.occupancy import OccupancyConfig, OccupancyGrid, check_occupancy_config
 from nerf.renderer import render_rays
+from nerf.train_step import TrainStep
 from nerf.scene_box import scene_box_from_cameras
 from scenes.cameras import Cameras, camera_rays
 from scenes.errors import InvalidInputError
@@ -65,6 +66,11 @@ class NeRFConfig:
     (`nerf.scene_box.scene_box_from_cameras`). Replaces `field.aabb`."""
     occupancy: OccupancyConfig = dataclass_field(default_factory=OccupancyConfig)
     """The occupancy grid that skips empty space."""
+    cuda_graphs: bool = True
+    """On CUDA, give the training step static shapes and replay it as a captured CUDA graph (`nerf/train_step.py`:
+    one launch and no host sync per step; the samples the grid keeps go into a buffer sized from recent steps).
+    False, and always on the CPU: the eager step with dynamic shapes, the readable reference. Fields on
+    nerfstudio's torch encoding run eagerly (it copies host tensors in every pass, which a capture forbids)."""
 
 
 @dataclass
@@ -85,6 +91,11 @@ class FittedNeRF:
     """Optimisation steps taken (fewer than `config.steps` when the time budget ran out)."""
     occupancy: OccupancyGrid | None = None
     """The occupancy grid at the end of the fit (rendering skips its empty cells); None without one."""
+    dropped_rays: int = 0
+    """Rays left out of the loss because the samples they kept overflowed the static step's buffer (only with
+    CUDA graphs; the buffer then grows)."""
+    cuda_graphs: bool = False
+    """Whether the steps were replays of a CUDA graph."""
 
 
 def resolve_device(device: str) -> torch.device:
@@ -127,6 +138,22 @@ def scene_rays(cameras: Cameras, device: torch.device) -> tuple[torch.Tensor, to
     return origins.reshape(-1, 3), directions.reshape(-1, 3)
 
 
+def uses_cuda_graphs(config: NeRFConfig, field: HashGridField) -> bool:
+    """Whether a fit of `field` replays its steps as a CUDA graph (`NeRFConfig.cuda_graphs`)."""
+    return config.cuda_graphs and field.aabb.device.type == "cuda" and field.backend != "nerfstudio"
+
+
+def make_optimizer(field: HashGridField, config: NeRFConfig, graphs: bool) -> torch.optim.Adam:
+    """instant-NGP's Adam over `field` (weight decay on the MLPs only); fused on a GPU (one kernel), and for a
+    CUDA graph capturable, with each group's learning rate a device tensor that the host updates in place."""
+    device = field.aabb.device
+    lr = (lambda: torch.tensor(config.lr, device=device)) if graphs else (lambda: config.lr)
+    return torch.optim.Adam(
+        [{"params": field.encoding_parameters(), "weight_decay": 0.0, "lr": lr()},
+         {"params": field.mlp_parameters(), "weight_decay": config.weight_decay, "lr": lr()}],
+        lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=device.type == "cuda", capturable=graphs)
+
+
 def fit_nerf(scene: MultiViewScene, config: NeRFConfig) -> FittedNeRF:
     """Fit a field to all views of `scene` (images composited on `config.background`)."""
     check_config(config)
@@ -149,12 +176,13 @@ def fit_nerf(scene: MultiViewScene, config: NeRFConfig) -> FittedNeRF:
 
     origins, directions = scene_rays(scene.cameras, device)
     pixels = torch.as_tensor(scene.images, device=device).reshape(-1, 3)
-    optimizer = torch.optim.Adam(
-        [{"params": nerf_field.encoding_parameters(), "weight_decay": 0.0},
-         {"params": nerf_field.mlp_parameters(), "weight_decay": config.weight_decay}],
-        lr=config.lr, betas=(0.9, 0.99), eps=1e-15, fused=device.type == "cuda")  # one kernel on a GPU
-    logger.info("fitting a NeRF (%s backend, %s) on %d views of %dx%d for %d steps%s, scene box %s", nerf_field.backend,
-                device, len(scene), scene.cameras.intrinsics.width, scene.cameras.intrinsics.height, config.steps,
+    graphs = uses_cuda_graphs(config, nerf_field)
+    optimizer = make_optimizer(nerf_field, config, graphs)
+    trainer = TrainStep(nerf_field, optimizer, origins, directions, pixels, config, generator, grid, static=graphs,
+                        graph=graphs)
+    logger.info("fitting a NeRF (%s backend, %s%s) on %d views of %dx%d for %d steps%s, scene box %s",
+                nerf_field.backend, device, ", CUDA graph steps" if graphs else "", len(scene),
+                scene.cameras.intrinsics.width, scene.cameras.intrinsics.height, config.steps,
                 f" or {config.time_budget_s:g} s" if config.time_budget_s > 0 else "", box)
 
     start = time.perf_counter()
@@ -167,27 +195,27 @@ def fit_nerf(scene: MultiViewScene, config: NeRFConfig) -> FittedNeRF:
         # Exponential decay to lr * lr_final_factor over the fit, measured in steps or in time, whichever is
         # further along.
         done = max(step / max(config.steps - 1, 1), elapsed / config.time_budget_s if config.time_budget_s else 0.0)
-        for group in optimizer.param_groups:
-            group["lr"] = config.lr * config.lr_final_factor ** min(done, 1.0)
-        index = torch.randint(0, pixels.shape[0], (config.rays_per_batch,), generator=generator, device=device)
-        predicted = render_rays(nerf_field, origins[index], directions[index], config, True, generator, grid)
-        loss = torch.nn.functional.mse_loss(predicted, pixels[index])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        trainer.set_learning_rate(config.lr * config.lr_final_factor ** min(done, 1.0))
+        trainer.run()
         if grid is not None and grid.due(step):
             grid.update(nerf_field, step_size, generator)
+            trainer.adapt()
         if step % 25 == 0 or step == config.steps - 1:
-            loss_value = loss.item()
+            loss_value = trainer.loss.item()
             progress.set_postfix(loss=f"{loss_value:.4f}", psnr=f"{-10 * math.log10(max(loss_value, 1e-10)):.2f}")
         step += 1
         progress.update()
     progress.close()
-    loss_value = loss.item() if step > 0 else loss_value
+    loss_value = trainer.loss.item() if step > 0 else loss_value
+    dropped = trainer.dropped_rays()
+    if dropped:
+        logger.warning("NeRF fit: %d of %d rays left out of the loss (their samples overflowed the step's buffer, "
+                       "which then grew)", dropped, step * config.rays_per_batch)
     seconds = time.perf_counter() - start
-    logger.info("NeRF fit: %d steps in %.1f s, last batch loss %.5f, %s of the grid occupied", step, seconds,
-                loss_value, f"{grid.occupied_fraction():.0%}" if grid is not None else "all")
-    return FittedNeRF(nerf_field, config, device, loss_value, seconds, step, grid)
+    logger.info("NeRF fit: %d steps in %.1f s, last batch loss %.5f, %s of the grid occupied%s", step, seconds,
+                loss_value, f"{grid.occupied_fraction():.0%}" if grid is not None else "all",
+                f", {trainer.captures} graph captures" if graphs else "")
+    return FittedNeRF(nerf_field, config, device, loss_value, seconds, step, grid, dropped, graphs)
 
 
 @torch.no_grad()

@@ -82,9 +82,10 @@ class OccupancyGrid:
         jitter = torch.rand(self.cell_coords.shape, generator=generator, device=self.aabb.device)
         positions = self.aabb[0] + (self.cell_coords + jitter) / self.config.resolution * size  # [G^3, 3]
         fresh = torch.cat([field.density(positions[i:i + chunk])[0].float() for i in range(0, len(positions), chunk)])
-        self.density = torch.maximum(self.density * self.config.decay, fresh)
+        # In place: a captured CUDA graph of the training step (`nerf/train_step.py`) reads these very buffers.
+        torch.maximum(self.density * self.config.decay, fresh, out=self.density)
         opacity = 1.0 - torch.exp(-self.density * step_size)  # [G^3]
-        self.occupied = opacity > opacity.mean().clamp(max=self.config.threshold)
+        torch.gt(opacity, opacity.mean().clamp(max=self.config.threshold), out=self.occupied)
 
     def query(self, positions: Tensor) -> Tensor:
         """Whether each of positions [P, 3] (world units) lies in an occupied cell: bool [P]. Positions outside the

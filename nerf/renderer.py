@@ -5,10 +5,13 @@ uniformly inside it while training (Eq. 2) and at the bin midpoint at evaluation
 renderers: alpha_i = 1 - exp(-sigma_i delta_i), transmittance T_i = exp(-sum_{j<i} sigma_j delta_j) (an exclusive
 cumulative sum), weights w_i = T_i alpha_i, and the background fills the transmittance left behind the last sample.
 Empty space is skipped with an occupancy grid (`nerf/occupancy.py`) and, at evaluation, rays terminate early.
+A training render also comes with static shapes (a fixed buffer for the kept samples) that a CUDA graph can
+replay (`render_training_rays`, used by `nerf/train_step.py`).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import torch
@@ -65,7 +68,8 @@ def composite(sigma: Tensor, rgb: Tensor, delta: Tensor, background: Tensor) -> 
 
 def _evaluate(field: HashGridField, positions: Tensor, keep: Tensor | None) -> tuple[Tensor, Tensor]:
     """Density [P] and colour [P, 3] at positions [P, 3]; where keep [P] is False the field is not evaluated and
-    the sample gets density 0 (empty space, by the occupancy grid or outside the box)."""
+    the sample gets density 0 (empty space, by the occupancy grid or outside the box). The number of kept samples
+    decides a shape, so it is read back to the host: a sync, and no CUDA graph can hold this."""
     if keep is None:
         return field(positions)
     index = keep.nonzero().squeeze(1)  # [K]
@@ -73,6 +77,40 @@ def _evaluate(field: HashGridField, positions: Tensor, keep: Tensor | None) -> t
     zeros = positions.new_zeros(positions.shape[0])
     return zeros.index_copy(0, index, sigma.to(zeros.dtype)), \
         positions.new_zeros(positions.shape).index_copy(0, index, rgb.to(zeros.dtype))
+
+
+def compact_indices(keep: Tensor, capacity: int) -> Tensor:
+    """Indices [C] of the first C = `capacity` True entries of keep [P], in order, padded with P: what
+    `torch.nonzero_static(keep, size=C, fill_value=P)` gives, from a scan and a scatter of fixed shapes (no host
+    sync, so a CUDA graph can hold it)."""
+    num_samples = keep.shape[0]
+    position = torch.cumsum(keep, dim=0) - 1  # [P] buffer slot of each kept sample
+    every = torch.arange(num_samples, device=keep.device)
+    # Samples not kept, and kept ones beyond the buffer, go to slots of their own behind it: no two writes collide.
+    slot = torch.where(keep & (position < capacity), position, capacity + every)
+    buffer = torch.full((capacity + num_samples,), num_samples, dtype=torch.int64, device=keep.device)
+    return buffer.scatter_(0, slot, every)[:capacity]
+
+
+def _evaluate_static(field: HashGridField, positions: Tensor, keep: Tensor, capacity: int) -> tuple[Tensor, Tensor]:
+    """`_evaluate` with shapes that do not depend on the data: density [P] and colour [P, 3] at positions [P, 3].
+
+    capacity < P: the first `capacity` kept samples (in sample order) are compacted into a buffer of that fixed
+    size and evaluated; kept samples beyond it get density 0 (the caller leaves their rays out of the loss).
+    capacity >= P: every sample is evaluated and those not kept get density 0 (no gather, no scatter).
+    """
+    num_samples = positions.shape[0]
+    if capacity >= num_samples:
+        sigma, rgb = field(positions)
+        # An empty sample has weight 0 in `composite`, so its colour (and the colour's gradient) never matters.
+        return torch.where(keep, sigma.to(positions.dtype), 0.0), rgb.to(positions.dtype)
+    index = compact_indices(keep, capacity)  # [C]
+    # Unused buffer entries point at a dummy slot P behind the samples: evaluated at a real position (the clamp),
+    # written to the dummy slot, which is cut off, so they change nothing and receive no gradient.
+    sigma, rgb = field(positions[index.clamp(max=num_samples - 1)])
+    sigma_all = positions.new_zeros(num_samples + 1).index_copy(0, index, sigma.to(positions.dtype))
+    rgb_all = positions.new_zeros((num_samples + 1, 3)).index_copy(0, index, rgb.to(positions.dtype))
+    return sigma_all[:num_samples], rgb_all[:num_samples]
 
 
 def _sample_mask(positions: Tensor, delta: Tensor, grid: OccupancyGrid | None) -> Tensor | None:
@@ -83,17 +121,62 @@ def _sample_mask(positions: Tensor, delta: Tensor, grid: OccupancyGrid | None) -
     return grid.query(positions.view(-1, 3)).view(num_rays, samples) & (delta > 0)
 
 
-def _render_chunk(field: HashGridField, origins: Tensor, directions: Tensor, samples: int, background: Tensor,
-                  training: bool, generator: torch.Generator | None, grid: OccupancyGrid | None) -> Tensor:
+def ray_samples(field: HashGridField, origins: Tensor, directions: Tensor, samples: int, training: bool,
+                generator: torch.Generator | None, grid: OccupancyGrid | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """Sample positions [R, S, 3], bin lengths delta [R, 1], and which samples need the field [R, S] (None: all)."""
     near, far = ray_box_intersection(origins, directions, field.aabb)
     distances, delta = stratified_distances(near, far, samples, training, generator)  # [R, S], [R, 1]
     positions = origins[:, None, :] + distances[..., None] * directions[:, None, :]  # [R, S, 3]
+    return positions, delta, _sample_mask(positions, delta, grid)
+
+
+@dataclass
+class TrainingRender:
+    """Colours of a batch of training rays, and what the occupancy skipping did to it."""
+
+    color: Tensor
+    """Rendered colours [R, 3]."""
+    complete: Tensor
+    """bool [R]: the ray's every kept sample was evaluated. Only a static-shape render whose buffer was full has
+    False entries; such rays must not enter the loss."""
+    kept: Tensor
+    """int64 []: samples in occupied cells (what a static-shape buffer must hold to leave no ray incomplete)."""
+
+
+def render_training_rays(field: HashGridField, origins: Tensor, directions: Tensor, samples: int,
+                         background: Tensor, generator: torch.Generator | None, grid: OccupancyGrid | None,
+                         capacity: int | None = None) -> TrainingRender:
+    """Training render of rays [R, 3] with jittered samples (`generator`'s draws), skipping empty cells of `grid`.
+
+    capacity None: the reference, which evaluates exactly the kept samples (a host sync per call). capacity C:
+    static shapes that a CUDA graph can replay (`_evaluate_static`); the kept samples of the first rays fill the
+    buffer of C samples in ray order, and a ray whose kept samples do not all fit is marked incomplete (never
+    rendered from a part of its samples).
+    """
+    positions, delta, keep = ray_samples(field, origins, directions, samples, True, generator, grid)
     num_rays = origins.shape[0]
-    keep = _sample_mask(positions, delta, grid)
-    if training:
-        sigma, rgb = _evaluate(field, positions.view(-1, 3), None if keep is None else keep.view(-1))
-        color, _ = composite(sigma.view(num_rays, samples), rgb.view(num_rays, samples, 3), delta, background)
-        return color
+    flat = positions.view(-1, 3)
+    if keep is None:
+        kept = torch.full((), num_rays * samples, dtype=torch.int64, device=origins.device)
+        complete = torch.ones(num_rays, dtype=torch.bool, device=origins.device)
+        sigma, rgb = field(flat)
+    else:
+        # Kept samples up to the end of each ray [R]: ray r fits a buffer of C samples iff its end is <= C.
+        ends = keep.sum(dim=1).cumsum(dim=0)
+        kept = ends[-1]
+        if capacity is None:
+            complete = torch.ones(num_rays, dtype=torch.bool, device=origins.device)
+            sigma, rgb = _evaluate(field, flat, keep.view(-1))
+        else:
+            complete = ends <= capacity
+            sigma, rgb = _evaluate_static(field, flat, keep.view(-1), capacity)
+    color, _ = composite(sigma.view(num_rays, samples), rgb.view(num_rays, samples, 3), delta, background)
+    return TrainingRender(color, complete, kept)
+
+
+def _render_eval_chunk(field: HashGridField, origins: Tensor, directions: Tensor, samples: int,
+                       background: Tensor, grid: OccupancyGrid | None) -> Tensor:
+    positions, delta, keep = ray_samples(field, origins, directions, samples, False, None, grid)
     return _march_with_early_termination(field, positions, delta, keep, background)
 
 
@@ -141,8 +224,9 @@ def render_rays(field: HashGridField, origins: Tensor, directions: Tensor, confi
     """
     background = torch.as_tensor(config.background, dtype=origins.dtype, device=origins.device)
     if training:
-        return _render_chunk(field, origins, directions, config.samples_per_ray, background, True, generator, grid)
-    chunks = [_render_chunk(field, origins[i:i + config.eval_chunk], directions[i:i + config.eval_chunk],
-                            config.samples_per_ray, background, False, None, grid)
+        return render_training_rays(field, origins, directions, config.samples_per_ray, background, generator,
+                                    grid).color
+    chunks = [_render_eval_chunk(field, origins[i:i + config.eval_chunk], directions[i:i + config.eval_chunk],
+                                 config.samples_per_ray, background, grid)
               for i in range(0, origins.shape[0], config.eval_chunk)]
     return torch.cat(chunks, dim=0) if chunks else origins.new_zeros((0, 3))
