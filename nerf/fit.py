@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 from nerf.field import FieldConfig, HashGridField
 from nerf.occupancy import OccupancyConfig, OccupancyGrid, check_occupancy_config
 from nerf.renderer import render_rays
-from nerf.train_step import TrainStep
 from nerf.scene_box import scene_box_from_cameras
+from nerf.train_step import TrainStep
 from scenes.cameras import Cameras, camera_rays
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
