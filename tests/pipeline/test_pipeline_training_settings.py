@@ -1,0 +1,82 @@
+"""Training settings per architecture: `[TrainGenerator.<architecture>]` in luigi.cfg replaces `[TrainGenerator]`
+for the options it sets, for that architecture only; the command line and a requiring task's arguments win over
+both; the output folder follows the values in effect; a misspelt section or option is refused by name."""
+
+from __future__ import annotations
+
+import luigi
+import luigi.configuration
+import pytest
+from luigi.cmdline_parser import CmdlineParser
+
+from pipeline.tasks import ARCHITECTURE_SECTION, GenerateViews, PrepareDataset, TrainGenerator
+from scenes.errors import InvalidInputError
+
+SECTION = ARCHITECTURE_SECTION + "mvdiffusion"
+
+
+@pytest.fixture
+def config():
+    """luigi's global configuration, with every section and option a test adds taken out again afterwards."""
+    parser = luigi.configuration.get_config()
+    before = {section: dict(parser.items(section)) for section in parser.sections()}
+    yield parser
+    for section in parser.sections():
+        if section not in before:
+            parser.remove_section(section)
+            continue
+        for option, _ in parser.items(section):
+            if option not in before[section]:
+                parser.remove_option(section, option)
+            elif parser.get(section, option) != before[section][option]:
+                parser.set(section, option, before[section][option])
+
+
+def test_an_architecture_section_sets_that_architectures_training_only(config):
+    shared = TrainGenerator(architecture="xunet")
+    config.add_section(SECTION)
+    config.set(SECTION, "steps", "7")
+    config.set(SECTION, "batch_size", "3")
+
+    joint = TrainGenerator(architecture="mvdiffusion")
+    assert (joint.steps, joint.batch_size) == (7, 3)
+    # Everything the section does not set comes from [TrainGenerator], as for every other architecture.
+    assert (joint.preset, joint.lr, joint.seed) == (config.get("TrainGenerator", "preset"),
+                                                    config.getfloat("TrainGenerator", "lr"),
+                                                    config.getint("TrainGenerator", "seed"))
+    sequential = TrainGenerator(architecture="xunet")
+    assert sequential.steps == config.getint("TrainGenerator", "steps") and sequential.output().path == shared.output().path
+
+    # The folder hashes the values in effect: the same values written as arguments name the same folder, and the
+    # section's values give another folder than the shared ones.
+    explicit = TrainGenerator(architecture="mvdiffusion", steps=7, batch_size=3)
+    assert explicit.output().path == joint.output().path
+    assert joint.output().path != TrainGenerator(architecture="mvdiffusion", steps=config.getint(
+        "TrainGenerator", "steps"), batch_size=config.getint("TrainGenerator", "batch_size")).output().path
+    # GenerateViews asks for the joint model by architecture alone and gets the section's training.
+    method = GenerateViews(scene=PrepareDataset().test_scene_names()[0], method="mvdiffusion/joint")
+    assert method.requires()["generator"].output().path == joint.output().path
+
+
+def test_arguments_and_the_command_line_win_over_the_section(config):
+    config.add_section(SECTION)
+    config.set(SECTION, "steps", "7")
+    config.set(SECTION, "preset", "tiny")
+    assert TrainGenerator(architecture="mvdiffusion", steps=9).steps == 9
+    with CmdlineParser.global_instance(["BuildReport", "--TrainGenerator-steps", "11", "--local-scheduler"]):
+        joint, sequential = TrainGenerator(architecture="mvdiffusion"), TrainGenerator(architecture="xunet")
+        assert (joint.steps, sequential.steps) == (11, 11)
+        assert joint.preset == "tiny"  # not on the command line: still the section's
+
+
+@pytest.mark.parametrize("section, option, value, named", [
+    (ARCHITECTURE_SECTION + "mvdifusion", "steps", "7", "[TrainGenerator.mvdifusion]"),
+    (SECTION, "stpes", "7", "'stpes'"),
+    (SECTION, "architecture", "xunet", "'architecture'"),
+    (SECTION, "steps", "many", "steps"),
+])
+def test_a_bad_section_or_option_is_named(config, section, option, value, named):
+    config.add_section(section)
+    config.set(section, option, value)
+    with pytest.raises(InvalidInputError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        TrainGenerator(architecture="mvdiffusion")
