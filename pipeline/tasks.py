@@ -696,7 +696,7 @@ class BuildReport(NvscTask):
         return upstream
 
     def label(self) -> str:
-        return "report"
+        return f"report-{PrepareDataset().label()}"  # report-procedural, report-panorama: which demo is which
 
     def produce(self, folder: Path) -> None:
         from reports.assemble import ReportConfig, build_report
