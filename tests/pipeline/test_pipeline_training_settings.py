@@ -17,19 +17,19 @@ SECTION = ARCHITECTURE_SECTION + "mvdiffusion"
 
 @pytest.fixture
 def config():
-    """luigi's global configuration, with every section and option a test adds taken out again afterwards."""
+    """luigi's global configuration without any architecture section (luigi.cfg's own ones are put back after)."""
     parser = luigi.configuration.get_config()
-    before = {section: dict(parser.items(section)) for section in parser.sections()}
+    before = {section: dict(parser.items(section, raw=True)) for section in parser.sections()}
+    for section in before:
+        if section.startswith(ARCHITECTURE_SECTION):
+            parser.remove_section(section)
     yield parser
     for section in parser.sections():
-        if section not in before:
-            parser.remove_section(section)
-            continue
-        for option, _ in parser.items(section):
-            if option not in before[section]:
-                parser.remove_option(section, option)
-            elif parser.get(section, option) != before[section][option]:
-                parser.set(section, option, before[section][option])
+        parser.remove_section(section)
+    for section, options in before.items():
+        parser.add_section(section)
+        for option, value in options.items():
+            parser.set(section, option, value)
 
 
 def test_an_architecture_section_sets_that_architectures_training_only(config):
