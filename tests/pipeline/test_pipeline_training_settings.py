@@ -9,21 +9,27 @@ import luigi.configuration
 import pytest
 from luigi.cmdline_parser import CmdlineParser
 
-from pipeline.tasks import ARCHITECTURE_SECTION, GenerateViews, PrepareDataset, TrainGenerator
+from pipeline.tasks import ARCHITECTURE_SECTION, GenerateViews, PrepareDataset, TrainGenerator, nvsc
 from scenes.errors import InvalidInputError
 
 SECTION = ARCHITECTURE_SECTION + "mvdiffusion"
 
 
 @pytest.fixture
-def config():
-    """luigi's global configuration without any architecture section (luigi.cfg's own ones are put back after)."""
+def config(tmp_path):
+    """luigi's global configuration without any architecture section and with its output root in `tmp_path`; the
+    configuration as it was (luigi.cfg's own sections included) is put back after the test."""
     parser = luigi.configuration.get_config()
     before = {section: dict(parser.items(section, raw=True)) for section in parser.sections()}
     for section in before:
         if section.startswith(ARCHITECTURE_SECTION):
             parser.remove_section(section)
+    if not parser.has_section("nvsc"):
+        parser.add_section("nvsc")
+    parser.set("nvsc", "output_root", str(tmp_path))
+    nvsc.clear_instance_cache()
     yield parser
+    nvsc.clear_instance_cache()
     for section in parser.sections():
         parser.remove_section(section)
     for section, options in before.items():
