@@ -23,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # the packages, not this folder's nerf.py, answer `import nerf`
 FIT_JOBS = ["fit:ground_truth:0", "fit:noise:0", "fit:ground_truth:1", "fit:noise:1"]
 TRAIN_JOBS = ["train:xunet", "train:mvdiffusion"]
 
