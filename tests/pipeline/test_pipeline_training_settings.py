@@ -51,7 +51,8 @@ def test_an_architecture_section_sets_that_architectures_training_only(config):
                                                     config.getfloat("TrainGenerator", "lr"),
                                                     config.getint("TrainGenerator", "seed"))
     sequential = TrainGenerator(architecture="xunet")
-    assert sequential.steps == config.getint("TrainGenerator", "steps") and sequential.output().path == shared.output().path
+    assert sequential.steps == config.getint("TrainGenerator", "steps")
+    assert sequential.output().path == shared.output().path
 
     # The folder hashes the values in effect: the same values written as arguments name the same folder, and the
     # section's values give another folder than the shared ones.
