@@ -1,7 +1,14 @@
 # Two commands do everything on a fresh machine:
-#   make demo   build .venv, run the whole pipeline on the procedural dataset, print where the report is
+#   make demo   build .venv, run the pipeline on procedural objects, then on procedural panorama rooms
+#               (configs/panorama.cfg), print where both reports are
 #   make test   build .venv, run the test suite
 PYTHON ?= python3
+# A failing `nvsc run` must fail the target even though its output goes through `tee`.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# Two Luigi workers of one thread each keep both cores busy: a NeRF fit or a training of one thread scales better
+# than one of two, and the controls' fits run while the generators train (pipeline/__init__.py sets the threads).
+WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 # torch first, pinned, so pip takes the build already on this machine's disk instead of downloading a newer one.
@@ -19,7 +26,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/nvsc run --workers 1
+	@mkdir -p runs
+	$(BIN)/nvsc run --workers $(WORKERS) | tee runs/demo-objects.txt
+	$(BIN)/nvsc run --workers $(WORKERS) --config configs/panorama.cfg | tee runs/demo-panorama.txt
+	@echo; echo "nvsc demo: the reports of both tasks (objects, then panoramas):"
+	@grep -h "^Report page:" runs/demo-objects.txt runs/demo-panorama.txt
 
 test: venv
 	$(BIN)/python -m pytest -q --durations=15

@@ -91,6 +91,8 @@ class PrepareDataset(NvscTask):
     train_views = luigi.IntParameter(description="Views per training instance, spread over the sphere (objects only).")
     test_views = luigi.IntParameter(description="Views per test instance, on a fixed orbit (objects only).")
     image_size = luigi.IntParameter(description="Image width and height in pixels.")
+    supersampling = luigi.IntParameter(description="Rendered sources: rays per pixel side (odd); a pixel's colour "
+                                                   "averages supersampling^2 rays, its depth is the centre ray's.")
     seed = luigi.IntParameter(description="Seed of the procedural objects and cameras.")
 
     def label(self) -> str:
@@ -104,11 +106,11 @@ class PrepareDataset(NvscTask):
             return PanoramaDatasetConfig(
                 categories=tuple(self.categories), train_instances=self.train_instances,
                 val_instances=self.val_instances, test_instances=self.test_instances, image_size=self.image_size,
-                seed=self.seed)
+                supersampling=self.supersampling, seed=self.seed)
         return ProceduralDatasetConfig(
             categories=tuple(self.categories), train_instances=self.train_instances,
             val_instances=self.val_instances, test_instances=self.test_instances, train_views=self.train_views,
-            test_views=self.test_views, image_size=self.image_size, seed=self.seed)
+            test_views=self.test_views, image_size=self.image_size, supersampling=self.supersampling, seed=self.seed)
 
     def check_inputs(self) -> None:
         from scenes.dataset import validate_dataset
@@ -175,12 +177,23 @@ def load_depth(prepare: PrepareDataset, folder: Path):
 
 
 # ---------------------------------------------------------------------------------------------------- training
+#: luigi.cfg section holding one architecture's own training settings, e.g. `[TrainGenerator.mvdiffusion]`.
+ARCHITECTURE_SECTION = "TrainGenerator."
+
+
 class TrainGenerator(NvscTask):
-    """A pose-conditioned diffusion model (3DiM's X-UNet) trained on the training split; a checkpoint folder.
+    """A pose-conditioned diffusion model (3DiM's X-UNet, its concat-UNet baseline or MVDiffusion's multi-branch
+    UNet) trained on the training split; a checkpoint folder.
+
+    Every architecture trains with the settings of `[TrainGenerator]`, except those its own section
+    `[TrainGenerator.<architecture>]` sets (architectures differ in cost per step: the joint model denoises groups
+    of views). A value given on the command line (`--TrainGenerator-steps 100`) or by a requiring task wins over
+    both. The output folder's name hashes the values in effect, so it does not depend on where they came from.
 
     Training writes its checkpoints into a work folder beside the output (`.<output name>.train`), so a run that
     is killed continues from its last checkpoint when the same command is run again; the finished checkpoint and
-    the TensorBoard logs are then moved into the output folder.
+    the TensorBoard logs are then moved into the output folder. For panoramas (rotation-only cameras) the joint
+    model takes its correspondences from homographies instead of depth, as MVDiffusion's panorama task does.
     """
 
     preset = luigi.Parameter(description="Architecture preset (generators.xunet.PRESETS; for mvdiffusion "
@@ -197,6 +210,16 @@ class TrainGenerator(NvscTask):
     seed = luigi.IntParameter(description="Seed of initialisation, batches and noise.")
     device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
     compile = luigi.BoolParameter(significant=False, description="torch.compile the model (GPU speed).")
+
+    @classmethod
+    def get_param_values(cls, params, args, kwargs):
+        """Luigi's values (arguments, command line, `[TrainGenerator]`), with `[TrainGenerator.<architecture>]`
+        taking the place of `[TrainGenerator]` for the parameters that section sets."""
+        values = super().get_param_values(params, args, kwargs)
+        own = architecture_settings(dict(values)["architecture"], dict(params))
+        positional = [name for name, param in params if param.positional][: len(args)]
+        given = set(kwargs) | set(positional) | set(command_line_parameters(cls.get_task_family(), params))
+        return [(name, own[name] if name in own and name not in given else value) for name, value in values]
 
     def requires(self):
         return PrepareDataset()
@@ -233,6 +256,8 @@ class TrainGenerator(NvscTask):
         paths = list_srn_instances(dataset_root(prepare), "train")
         scenes = [read_srn_instance(path, image_size=prepare.image_size) for path in paths]
         model_config = replace(self.presets()[self.preset], image_size=prepare.image_size)
+        if self.architecture == "mvdiffusion" and prepare.source == "panorama":
+            model_config = replace(model_config, correspondence="homography")
         batch_size = self.batch_size
         if self.architecture == "mvdiffusion":  # as many generated views per step as the pair models' targets
             batch_size = max(1, round(self.batch_size / (model_config.num_views - 1)))
@@ -252,6 +277,47 @@ class TrainGenerator(NvscTask):
             if (work / name).exists():
                 shutil.move(str(work / name), str(folder / name))
         shutil.rmtree(work)
+
+
+def architecture_settings(architecture: str, params: dict[str, luigi.Parameter]) -> dict:
+    """The parsed values of `[TrainGenerator.<architecture>]` in luigi.cfg ({} without that section).
+
+    Raises `InvalidInputError` for a section of an unknown architecture (a typo would otherwise be ignored) and
+    for an option that is not a TrainGenerator parameter."""
+    from generators.checkpoint import ARCHITECTURES
+
+    config = luigi.configuration.get_config()
+    sections = [name for name in config.sections() if name.startswith(ARCHITECTURE_SECTION)]
+    for section in sections:
+        if section[len(ARCHITECTURE_SECTION):] not in ARCHITECTURES:
+            raise InvalidInputError(f"luigi.cfg [{section}]", "names no architecture",
+                                    f"name one of: {', '.join(f'[{ARCHITECTURE_SECTION}{a}]' for a in ARCHITECTURES)}")
+    section = ARCHITECTURE_SECTION + architecture
+    if section not in sections:
+        return {}
+    settable = sorted(set(params) - {"architecture"})
+    values = {}
+    for option in config.options(section):
+        if option not in settable:
+            raise InvalidInputError(f"luigi.cfg [{section}]", f"sets '{option}', which is not a training setting "
+                                    "of one architecture", f"set some of: {', '.join(settable)}")
+        try:
+            values[option] = params[option].normalize(params[option].parse(config.get(section, option)))
+        except ValueError as error:
+            raise InvalidInputError(f"luigi.cfg [{section}] {option}", str(error), "give a value of its type, as "
+                                    "in [TrainGenerator]") from error
+    return values
+
+
+def command_line_parameters(family: str, params) -> list[str]:
+    """Names of the parameters of task `family` given on the command line as `--<family>-<name>`."""
+    from luigi.cmdline_parser import CmdlineParser
+
+    parser = CmdlineParser.get_instance()
+    if parser is None:
+        return []
+    # Luigi keeps `--Family-param` as the attribute `Family_param` of its parsed arguments (None when absent).
+    return [name for name, _ in params if getattr(parser.known_args, f"{family}_{name}", None) is not None]
 
 
 # ---------------------------------------------------------------------------------------------------- per scene
@@ -630,7 +696,7 @@ class BuildReport(NvscTask):
         return upstream
 
     def label(self) -> str:
-        return "report"
+        return f"report-{PrepareDataset().label()}"  # report-procedural, report-panorama: which demo is which
 
     def produce(self, folder: Path) -> None:
         from reports.assemble import ReportConfig, build_report

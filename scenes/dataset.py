@@ -74,6 +74,9 @@ class ProceduralDatasetConfig:
     """Range of elevations of the random train/val view directions, in degrees."""
     seed: int = 0
     """Seed of every random choice (shapes, colours, textures, camera directions)."""
+    supersampling: int = 1
+    """Rays per pixel side (odd): each pixel's colour averages supersampling^2 rays, its depth is the centre ray's.
+    One ray per pixel aliases small views, and the aliasing differs from view to view."""
     mesh_up_axis: str = "z"
     """Up axis of user meshes ("z", or "y" for glTF and ShapeNet files); procedural objects are z-up."""
 
@@ -200,6 +203,10 @@ def check_config(config: ProceduralDatasetConfig) -> None:
         raise InvalidInputError("camera_radius", f"{config.camera_radius} puts the cameras inside the unit sphere "
                                                  "that holds the object", "set camera_radius > 1, e.g. 2.7")
     intrinsics_from_fov(config.fov_deg, config.image_size)  # validates fov_deg and image_size
+    supersampling = getattr(config, "supersampling", 1)
+    if not isinstance(supersampling, (int, np.integer)) or supersampling < 1 or supersampling % 2 == 0:
+        raise InvalidInputError("supersampling", f"{supersampling!r} is not a positive odd whole number",
+                                "set supersampling to 1 (one ray per pixel) or e.g. 3 (the centre ray gives depth)")
     orbit_cameras(0, config.camera_radius, config.orbit_elevation_deg)  # validates orbit_elevation_deg
     sphere_cameras(0, config.camera_radius, np.random.default_rng(0), config.elevation_range_deg)
     if config.camera_radius * np.sin(np.radians(config.fov_deg) / 2) < 1.0:
@@ -222,6 +229,20 @@ MakeMesh = Callable[[RenderJob, np.random.Generator], tuple[trimesh.Trimesh, Alb
 PlaceCameras = Callable[[RenderJob, np.random.Generator], Cameras]
 
 
+def render_supersampled(mesh: trimesh.Trimesh, cameras: Cameras, albedo_fn: AlbedoFn | None, factor: int
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """Images [N, H, W, 3] averaged over factor x factor rays per pixel, and depth [N, H, W] of each pixel's centre
+    ray (`factor` odd: ray (factor // 2, factor // 2) of a block passes through the pixel's centre)."""
+    if factor == 1:
+        return render_mesh(mesh, cameras, albedo_fn=albedo_fn)
+    k = cameras.intrinsics
+    fine = Cameras(cameras.c2w, k.resized(k.width * factor, k.height * factor))
+    images, depth = render_mesh(mesh, fine, albedo_fn=albedo_fn)
+    blocks = (len(cameras), k.height, factor, k.width, factor)
+    images = images.reshape(*blocks, 3).mean(axis=(2, 4), dtype=np.float64).astype(np.float32)
+    return images, depth.reshape(blocks)[:, :, factor // 2, :, factor // 2]
+
+
 def write_dataset(jobs: list[RenderJob], make: MakeMesh, place_cameras: PlaceCameras, config, root: Path) -> list[Path]:
     """Render every job (views and depth) into a temporary sibling of `root`, write the manifest (with `config`, a
     dataclass), then rename it to `root`."""
@@ -238,7 +259,7 @@ def write_dataset(jobs: list[RenderJob], make: MakeMesh, place_cameras: PlaceCam
                 [config.seed, zlib.crc32(job.category.encode()), SPLITS.index(job.split), job.index]).spawn(2)
             mesh, albedo_fn = make(job, np.random.default_rng(shape_seed))
             cameras = place_cameras(job, np.random.default_rng(camera_seed))
-            images, depth = render_mesh(mesh, cameras, albedo_fn=albedo_fn)
+            images, depth = render_supersampled(mesh, cameras, albedo_fn, getattr(config, "supersampling", 1))
             scene = MultiViewScene(images, cameras)
             write_srn_instance(scene, staging / job.folder)
             write_srn_depth(staging / job.folder, depth, scene.names)
