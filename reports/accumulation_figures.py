@@ -20,14 +20,20 @@ DISTANCE_LABELS = {"index_distance": "views from the input view", "angle_deg": "
                    "step": "generation step"}
 
 
+def _rows_of(frame: pd.DataFrame, metric: str, frame_name: str) -> pd.DataFrame:
+    """The rows of `frame` about `metric`; raises `InvalidInputError` naming the metrics there are if none."""
+    rows = frame[frame["metric"] == metric]
+    if rows.empty:
+        raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(frame['metric']))})",
+                                f"plot a metric of the {frame_name} frame")
+    return rows
+
+
 def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distance: str = "index_distance",
                            style: FigureStyle = FigureStyle()) -> Path:
     """One line per method: the mean of `metric` (band: +- one standard deviation) against `distance`, from the
     frame of `accumulation_curve`. Controls are drawn dashed."""
-    rows = curve[curve["metric"] == metric]
-    if rows.empty:
-        raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(curve['metric']))})",
-                                "plot a metric of the accumulation frame")
+    rows = _rows_of(curve, metric, "accumulation")
     figure = new_figure(style)
     axes = figure.add_subplot()
     for method, group in rows.groupby("method", sort=False):
@@ -46,10 +52,7 @@ def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distanc
 def plot_loop_closure(frame: pd.DataFrame, metric: str, path: Path, style: FigureStyle = FigureStyle()) -> Path:
     """Bars: the mean of a loop-closure `metric` per method over scenes (frame of `loop_closure`, concatenated),
     with one dot per scene."""
-    rows = frame[frame["metric"] == metric]
-    if rows.empty:
-        raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(frame['metric']))})",
-                                "plot a metric of the loop-closure frame")
+    rows = _rows_of(frame, metric, "loop-closure")
     methods = list(dict.fromkeys(rows["method"]))
     figure = new_figure(style)
     axes = figure.add_subplot()
@@ -69,10 +72,7 @@ def plot_opening_and_closing(table: pd.DataFrame, metric: str, path: Path,
     """Paired bars per method: the mean of `metric` at the first-generated view or pair (`opening`) and at the
     last-generated one (`closing`, where the ring closes onto the input), from `opening_and_closing`'s frame, with
     one dot per scene. A gap between the two bars is error accumulated around the ring."""
-    rows = table[table["metric"] == metric]
-    if rows.empty:
-        raise InvalidInputError(f"metric {metric!r}", f"has no rows (metrics: {sorted(set(table['metric']))})",
-                                "plot a metric of the opening-and-closing frame")
+    rows = _rows_of(table, metric, "opening-and-closing")
     methods = list(dict.fromkeys(rows["method"]))
     figure = new_figure(style)
     axes = figure.add_subplot()
