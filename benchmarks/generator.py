@@ -187,7 +187,8 @@ def main() -> int:
                         help="Comma-separated training variants at batch 32: precision[+cl][+compile].")
     parser.add_argument("--big-batch", type=int, default=128)
     parser.add_argument("--big-variant", default="bf16+cl+compile+acc4",
-                        help="Variant at --big-batch; accN = N micro-batches per step (gradient accumulation).")
+                        help="Variant at --big-batch; accN = N micro-batches per step (gradient accumulation); "
+                             "none skips it.")
     parser.add_argument("--sample-batch", type=int, default=256, help="Target views sampled at once.")
     parser.add_argument("--sample-steps", type=int, default=8, help="Timed denoising steps (scaled to 256).")
     parser.add_argument("--sample-variant", default="bf16+cl")
@@ -220,7 +221,9 @@ def main() -> int:
         return {"precision": parts[0], "channels_last": "cl" in parts, "compile": "compile" in parts,
                 "grad_accumulation": accumulation[0] if accumulation else 1}
 
-    for batch, variant in [(32, v) for v in args.variants.split(",")] + [(args.big_batch, args.big_variant)]:
+    runs = [(32, v) for v in args.variants.split(",")]
+    runs += [(args.big_batch, args.big_variant)] if args.big_variant != "none" else []
+    for batch, variant in runs:
         try:
             result = train_variant(config, pairs, batch, steps=args.steps, warmup=args.warmup, **parse(variant))
         except torch.OutOfMemoryError:

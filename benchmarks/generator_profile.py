@@ -102,7 +102,7 @@ def main() -> int:
     step = (time.perf_counter() - start) / 10
     print(f"step {step * 1e3:.1f} ms, {args.batch / step:.1f} images/s", flush=True)
 
-    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU]) as profiler:
+    with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU], record_shapes=True) as profiler:
         for _ in range(args.steps):
             run.train_step(pairs.sample(args.batch, run.data_generator))
         torch.cuda.synchronize()
@@ -121,7 +121,29 @@ def main() -> int:
     print("top kernels (ms per step, calls per step):")
     for name, microseconds in by_kernel.most_common(args.top):
         print(f"  {microseconds / args.steps / 1e3:7.2f} ms  x{calls[name] // args.steps:4d}  {name}")
+    print("ATen copy kernels by the operators that launched them (ms per step, kernels per step):")
+    for source, (microseconds, count) in copy_sources(profiler).most_common(args.top):
+        print(f"  {microseconds / args.steps / 1e3:7.2f} ms  x{count // args.steps:4d}  {source}")
     return 0
+
+
+def copy_sources(profiler) -> dict[str, tuple[float, int]]:
+    """Time and count of copy kernels per chain of CPU operators above them (innermost first, with the shapes of
+    the two innermost): which layer asks for a copy, and of what size, which kernel names alone cannot tell."""
+    sources: dict[str, list] = collections.defaultdict(lambda: [0.0, 0])
+    for event in profiler.events():
+        copies = [k for k in getattr(event, "kernels", []) if "copy" in k.name.lower()]
+        if event.device_type.name != "CPU" or not copies:
+            continue
+        chain, parent = [], event
+        while parent is not None and len(chain) < 5:
+            shapes = [s for s in (parent.input_shapes or []) if s][:3] if len(chain) < 2 else ""
+            chain.append(f"{parent.name}{shapes}")
+            parent = parent.cpu_parent
+        entry = sources[" <- ".join(chain)]
+        entry[0] += sum(k.duration for k in copies)
+        entry[1] += len(copies)
+    return collections.Counter({key: tuple(value) for key, value in sources.items()})
 
 
 if __name__ == "__main__":

@@ -222,7 +222,12 @@ class TrainingRun:
             self.forward = self.model_for_sync = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
         if train_config.compile:
-            self.forward = torch.compile(self.forward)
+            # Inductor decides per graph whether to keep convolution activations channels-last, and it counts only
+            # forward convolutions: the backward graph then hands cuDNN NCHW gradients, and every
+            # convolution_backward copies them to NHWC and back (123 copies, 13 ms of a 123 ms step for 3dim-64 at
+            # batch 32 on an H100; reports/benchmarks/generator.md). Forcing the layout choice covers both graphs.
+            options = {"force_layout_optimization": True} if channels_last else None
+            self.forward = torch.compile(self.forward, options=options)
         torch.manual_seed(_dropout_seed(train_config.seed, 0, group.rank))
 
     def parameter_count(self) -> int:

@@ -53,6 +53,23 @@ def build_levels(owner: nn.Module, ch: int, ch_mult: Sequence[int], num_res_bloc
     return channels
 
 
+def blocks_in_order(owner: nn.Module) -> list[tuple[nn.Module, int]]:
+    """(block, level of the embedding it reads) for every block of `owner` in the order `run_levels` calls them
+    (tests check the two agree), so a model can plan work over its blocks before a pass."""
+    order, levels = [], len(owner.down_blocks)
+    for level, blocks in enumerate(owner.down_blocks):
+        order += [(block, level) for block in blocks]
+        if level < len(owner.downsamples):
+            order.append((owner.downsamples[level], level + 1))
+    order.append((owner.middle, levels - 1))
+    for i, blocks in enumerate(owner.up_blocks):
+        level = levels - 1 - i
+        order += [(block, level) for block in blocks]
+        if level != 0:
+            order.append((owner.upsamples[i], level - 1))
+    return order
+
+
 def run_levels(owner: nn.Module, h: torch.Tensor, emb_acts: list[torch.Tensor], per_level: Sequence | None = None,
                after_up_block: UpBlockHook | None = None) -> torch.Tensor:
     """h after the levels that `build_levels` made on `owner`. Blocks of level i get emb_acts[i] (the activated

@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.unet_levels import build_levels, run_levels
+from generators.film import FiLM, FiLMPlan, ProjectedFiLM
+from generators.unet_levels import blocks_in_order, build_levels, run_levels
 from scenes.cameras import camera_rays
 from scenes.errors import InvalidInputError
 
@@ -147,19 +148,6 @@ def nerf_positional_encoding(x: torch.Tensor, octaves: int) -> torch.Tensor:
     return torch.cat([x, torch.sin(scaled), torch.cos(scaled)], dim=-1)
 
 
-class FiLM(nn.Module):
-    """Feature-wise scale and shift from a per-pixel embedding (3DiM's FiLM: h * (1 + scale) + shift)."""
-
-    def __init__(self, emb_ch: int, features: int):
-        super().__init__()
-        self.proj = nn.Conv2d(emb_ch, 2 * features, 1)
-
-    def forward(self, h: torch.Tensor, emb_act: torch.Tensor) -> torch.Tensor:
-        """h [BF, C, h, w] modulated by emb_act [BF, E, h, w] (the embedding after SiLU)."""
-        scale, shift = self.proj(emb_act).chunk(2, dim=1)
-        return h * (1.0 + scale) + shift
-
-
 class ResnetBlock(nn.Module):
     """GroupNorm, SiLU, (resample), conv, GroupNorm, FiLM, SiLU, dropout, conv, plus skip, scaled by 1/sqrt(2)."""
 
@@ -179,7 +167,7 @@ class ResnetBlock(nn.Module):
             return F.interpolate(x, scale_factor=2, mode="nearest")
         return x
 
-    def forward(self, x: torch.Tensor, emb_act: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb_act: torch.Tensor | ProjectedFiLM) -> torch.Tensor:
         """x [BF, in_ch, h, w] -> [BF, out_ch, h', w'] (h' = h / 2 or 2 h when resampling)."""
         h = self._resample(F.silu(self.norm1(x)))
         h = self.film(self.norm2(self.conv1(h)), emb_act)
@@ -220,7 +208,7 @@ class XUNetBlock(nn.Module):
         self.attention = nn.Sequential(AttnBlock(out_ch, config.num_heads, cross=False),
                                        AttnBlock(out_ch, config.num_heads, cross=True)) if use_attn else nn.Identity()
 
-    def forward(self, x: torch.Tensor, emb_act: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, emb_act: torch.Tensor | ProjectedFiLM) -> torch.Tensor:
         return self.attention(self.resnet(x, emb_act))
 
 
@@ -258,6 +246,11 @@ class Conditioning(nn.Module):
         return logsnr_emb, pose_embs
 
 
+def _target_rows(x: torch.Tensor) -> torch.Tensor:
+    """The target frame's rows of a tensor with frames interleaved [B * 2, ...] -> [B, ...]."""
+    return x[1::2]
+
+
 class XUNet(nn.Module):
     """3DiM's X-UNet: eps prediction for the noisy target frame given one clean conditioning frame (the Denoiser)."""
 
@@ -280,14 +273,17 @@ class XUNet(nn.Module):
         up_attends = [attends[level] for level in reversed(range(len(config.ch_mult)))
                       for _ in range(config.num_res_blocks + 1)]
         self._last_mixing_block = max(i for i, a in enumerate(up_attends) if a)  # config ensures one exists
+        last_mixing = [block for blocks in self.up_blocks for block in blocks][self._last_mixing_block]
+        self._film_plan = FiLMPlan(blocks_in_order(self), split_after=last_mixing)
         self.norm_out = _group_norm(channels)
         self.conv_out = _zero_init(nn.Conv2d(channels, 3, 3, padding=1))
 
-    def _keep_target_frame(self, index: int, h: torch.Tensor, skips: list, emb_acts: list) -> tuple:
-        """After the last up block that mixes frames, keep only the target frame (odd rows) from there on."""
+    def _keep_target_frame(self, index: int, h: torch.Tensor, skips: list, films: list) -> tuple:
+        """After the last up block that mixes frames, keep only the target frame (odd rows) from there on; the
+        FiLM plan projected the embeddings of the later blocks on those rows already."""
         if index != self._last_mixing_block:
-            return h, skips, emb_acts
-        return h[1::2], [s[1::2] for s in skips], [e[1::2] for e in emb_acts]
+            return h, skips, films
+        return _target_rows(h), [_target_rows(s) for s in skips], films
 
     def forward(self, z_t: torch.Tensor, logsnr: torch.Tensor, cond_image: torch.Tensor, cond_c2w: torch.Tensor,
                 target_c2w: torch.Tensor, intrinsics: torch.Tensor, cond_mask: torch.Tensor | None = None
@@ -302,7 +298,8 @@ class XUNet(nn.Module):
                                                   cond_mask, height, width)
         # SiLU before FiLM's projection, as 3DiM's FiLM; computed once per level and shared by its blocks.
         emb_acts = [F.silu(logsnr_emb[:, :, None, None] + pose) for pose in pose_embs]
+        films = self._film_plan.project(emb_acts, keep_rows=_target_rows)  # every block's FiLM, a product per level
 
         h = torch.stack([cond_image * cond_mask[:, None, None, None], z_t], dim=1).flatten(0, 1)  # [B * 2, 3, H, W]
-        h = run_levels(self, self.conv_in(h), emb_acts, after_up_block=self._keep_target_frame)
+        h = run_levels(self, self.conv_in(h), [films] * len(emb_acts), after_up_block=self._keep_target_frame)
         return self.conv_out(F.silu(self.norm_out(h)))  # [B, 3, H, W]

@@ -8,6 +8,8 @@ import torch
 
 from generators.denoiser import Denoiser
 from tests.generators.micro_model import MICRO
+from generators.film import FiLMPlan
+from generators.unet_levels import blocks_in_order, run_levels
 from generators.xunet import PRESETS, XUNet, XUNetConfig, nerf_positional_encoding
 from scenes.cameras import look_at
 from scenes.errors import InvalidInputError
@@ -150,9 +152,51 @@ def test_running_the_target_frame_alone_after_the_last_attention_is_exact():
     with torch.no_grad():
         fast = model(*args)
         model._last_mixing_block = 10 ** 9  # never drop the conditioning frame: both frames reach the output
+        model._film_plan = FiLMPlan(blocks_in_order(model))  # and project every FiLM on both frames
         both = model(*args)
     assert both.shape[0] == 4
     torch.testing.assert_close(fast, both[1::2], atol=1e-6, rtol=1e-5)
+
+
+def per_block_film_forward(model: XUNet, z, logsnr, cond, cond_c2w, target_c2w, intrinsics) -> torch.Tensor:
+    """XUNet.forward as it would run with each FiLM projecting its level's embedding itself, the target frame's rows
+    sliced by the cut hook: the reference of the plan's one product per level."""
+    batch, _, height, width = z.shape
+    ones = torch.ones(batch, dtype=z.dtype)
+    logsnr_emb, pose_embs = model.conditioning(logsnr, cond_c2w, target_c2w, intrinsics, ones, height, width)
+    emb_acts = [torch.nn.functional.silu(logsnr_emb[:, :, None, None] + pose) for pose in pose_embs]
+
+    def cut(index, h, skips, embs):
+        if index != model._last_mixing_block:
+            return h, skips, embs
+        return h[1::2], [s[1::2] for s in skips], [e[1::2] for e in embs]
+
+    h = torch.stack([cond, z], dim=1).flatten(0, 1)
+    h = run_levels(model, model.conv_in(h), emb_acts, after_up_block=cut)
+    return model.conv_out(torch.nn.functional.silu(model.norm_out(h)))
+
+
+def test_film_projections_in_one_product_per_level_equal_each_blocks_own():
+    model = randomised(dataclasses.replace(MICRO, ch_mult=(1, 2, 2), image_size=16, attn_resolutions=(8,))).double()
+    args = [a.double() for a in inputs(2, 16)]
+    with torch.no_grad():
+        torch.testing.assert_close(model(*args), per_block_film_forward(model, *args), atol=1e-12, rtol=1e-10)
+    # Frames mix at 8 px (level 1), so the blocks of level 0 on the way up read the target frame alone.
+    assert [(g.level, g.after_split, len(g.films)) for g in model._film_plan.groups] == [
+        (0, False, 1), (1, False, 5), (2, False, 5), (0, True, 3)]
+
+
+def test_blocks_in_order_is_the_order_run_levels_calls_them():
+    model = XUNet(dataclasses.replace(MICRO, ch_mult=(1, 2, 2), image_size=16, attn_resolutions=(8,)))
+    called = []
+    for block, level in blocks_in_order(model):
+        block.register_forward_pre_hook(lambda module, args, level=level: called.append((module, level)))
+    with torch.no_grad():
+        model(*inputs(2, 16))
+    planned = blocks_in_order(model)
+    assert [id(m) for m, _ in called] == [id(m) for m, _ in planned]
+    # The level each block reads is the one of its input's (or, resampling, its output's) resolution.
+    assert [level for _, level in planned] == [0, 1, 1, 2, 2, 2, 2, 2, 1, 1, 1, 0, 0, 0]
 
 
 @pytest.mark.parametrize("name, expected", [("3dim-64", 129_184_759), ("3dim-128", 453_969_527)])

@@ -1,0 +1,89 @@
+"""FiLM (3DiM's per-pixel scale and shift) and the projections of a whole UNet pass computed one product per level.
+
+Every ResNet block of 3DiM's UNets turns the per-pixel embedding of its level (1024 channels at the paper's sizes)
+into its own scale and shift with a 1x1 convolution. Done block by block, each product reads the whole embedding
+(537 MB per pass at 64x64 for 32 pairs in bf16) to write a thin 2C-channel output, and in backward each writes an
+embedding-sized gradient that autograd then sums. All blocks that read the same embedding can instead stack their
+weights into one product (`FiLMPlan.project`): the embedding is read once, backward writes one gradient, and the
+product is wide enough to keep the matrix units busy. The weights stay in their blocks, so checkpoints are the same;
+stacking them costs one concatenation of weights per pass. Exact: each output channel is the same dot product.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class FiLM(nn.Module):
+    """Feature-wise scale and shift from a per-pixel embedding (3DiM's FiLM: h * (1 + scale) + shift)."""
+
+    def __init__(self, emb_ch: int, features: int):
+        super().__init__()
+        self.proj = nn.Conv2d(emb_ch, 2 * features, 1)
+        self.slot: int | None = None
+        """Index of this block's output in a `ProjectedFiLM`; set by `FiLMPlan`."""
+
+    def forward(self, h: torch.Tensor, emb: torch.Tensor | ProjectedFiLM) -> torch.Tensor:
+        """h [BF, C, h, w] modulated by emb: the embedding after SiLU [BF, E, h, w], or a pass's `ProjectedFiLM`
+        that already holds this block's projection of it."""
+        params = emb.of(self) if isinstance(emb, ProjectedFiLM) else self.proj(emb)
+        scale, shift = params.chunk(2, dim=1)
+        return h * (1.0 + scale) + shift
+
+
+@dataclass
+class ProjectedFiLM:
+    """Every FiLM projection [BF, 2C, h, w] of one pass, by `FiLM.slot`."""
+
+    outputs: list[torch.Tensor]
+
+    def of(self, film: FiLM) -> torch.Tensor:
+        return self.outputs[film.slot]
+
+
+@dataclass
+class FiLMGroup:
+    """The FiLM modules that read one embedding tensor: level `level`'s, on every frame or (`after_split`) only on
+    the frames a model keeps after it drops some part-way (the X-UNet's conditioning frame)."""
+
+    level: int
+    after_split: bool
+    films: list[FiLM]
+
+
+class FiLMPlan:
+    """Which blocks share an embedding, found once from the order the blocks run in; `project` then computes every
+    block's FiLM projection of a pass in one product per group."""
+
+    def __init__(self, blocks: Sequence[tuple[nn.Module, int]], split_after: nn.Module | None = None):
+        """blocks: (block, level of the embedding it reads) in the order they run (`unet_levels.blocks_in_order`);
+        blocks after `split_after` read the embedding with the rows `project`'s `keep_rows` selects."""
+        groups: dict[tuple[int, bool], FiLMGroup] = {}
+        after = False
+        for block, level in blocks:
+            for film in (m for m in block.modules() if isinstance(m, FiLM)):
+                group = groups.setdefault((level, after), FiLMGroup(level, after, []))
+                group.films.append(film)
+            after = after or block is split_after
+        self.groups = list(groups.values())
+        for slot, film in enumerate(f for group in self.groups for f in group.films):
+            film.slot = slot
+
+    def project(self, emb_acts: Sequence[torch.Tensor],
+                keep_rows: Callable[[torch.Tensor], torch.Tensor] | None = None) -> ProjectedFiLM:
+        """Projections of emb_acts (one [BF, E, h, w] per level) for every FiLM of the plan."""
+        outputs: list[torch.Tensor] = []
+        for group in self.groups:
+            emb = emb_acts[group.level]
+            if group.after_split:
+                emb = keep_rows(emb)
+            weight = torch.cat([film.proj.weight for film in group.films])
+            bias = torch.cat([film.proj.bias for film in group.films])
+            projected = F.conv2d(emb, weight, bias)
+            outputs += projected.split([film.proj.out_channels for film in group.films], dim=1)
+        return ProjectedFiLM(outputs)
