@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.figure import Figure
 
 from reports.figures import FigureStyle, axis_label, new_figure, save_figure
 from reports.tables import is_control
@@ -29,13 +30,25 @@ def _rows_of(frame: pd.DataFrame, metric: str, frame_name: str) -> pd.DataFrame:
     return rows
 
 
-def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distance: str = "index_distance",
-                           style: FigureStyle = FigureStyle()) -> Path:
-    """One line per method: the mean of `metric` (band: +- one standard deviation) against `distance`, from the
-    frame of `accumulation_curve`. Controls are drawn dashed."""
-    rows = _rows_of(curve, metric, "accumulation")
-    figure = new_figure(style)
-    axes = figure.add_subplot()
+#: Axis labels of per-pair statistics whose name alone gives no (or a wrong) direction: TSED's verdict is 1 or 0 per
+#: pair, so its mean at a distance is the fraction of consistent pairs there.
+PAIR_LABELS = {
+    "tsed": "TSED: fraction of consistent pairs, higher is better",
+    "tsed_matches": "SIFT matches per pair",
+    "tsed_median_sed": "median symmetric epipolar distance (px), lower is better",
+    "rotation_tsed": "rotation-only TSED: fraction of consistent pairs, higher is better",
+    "rotation_tsed_matches": "SIFT matches per pair (in the overlap)",
+    "rotation_tsed_median_transfer_error": "median transfer error (px), lower is better",
+}
+
+
+def metric_label(metric: str) -> str:
+    """Axis label of a by-distance metric: `PAIR_LABELS`, else `reports.figures.axis_label`."""
+    return PAIR_LABELS.get(metric, axis_label(metric))
+
+
+def _draw_by_distance(axes, rows: pd.DataFrame, distance: str) -> None:
+    """One line per method (mean, band: +- one standard deviation) of `accumulation_curve` rows; controls dashed."""
     for method, group in rows.groupby("method", sort=False):
         group = group.sort_values(distance)
         x, mean = group[distance].to_numpy(float), group["mean"].to_numpy(float)
@@ -43,10 +56,45 @@ def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distanc
         line, = axes.plot(x, mean, marker="o", linestyle="--" if is_control(str(method)) else "-", label=str(method))
         axes.fill_between(x, mean - spread, mean + spread, color=line.get_color(), alpha=0.15, linewidth=0)
     axes.set_xlabel(DISTANCE_LABELS.get(distance, distance))
-    axes.set_ylabel(axis_label(metric))
+
+
+def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distance: str = "index_distance",
+                           style: FigureStyle = FigureStyle()) -> Path:
+    """One line per method: the mean of `metric` (band: +- one standard deviation) against `distance`, from the
+    frame of `accumulation_curve`. Controls are drawn dashed."""
+    rows = _rows_of(curve, metric, "accumulation")
+    figure = new_figure(style)
+    axes = figure.add_subplot()
+    _draw_by_distance(axes, rows, distance)
+    axes.set_ylabel(metric_label(metric))
     axes.set_title(f"{metric} against distance from the input view")
     axes.legend(fontsize="small")
     return save_figure(figure, path, style)
+
+
+def panels_figure(curve: pd.DataFrame, metrics: list[str], title: str, distance: str = "index_distance",
+                  style: FigureStyle = FigureStyle()) -> Figure:
+    """One panel per metric of `metrics` side by side (e.g. TSED's verdict, matches and median error), each drawn
+    as `plot_error_by_distance` draws one, with the methods' legend in the first; `title` heads the figure. Every
+    metric needs rows in `curve` (`accumulation_curve`'s frame)."""
+    rows = [_rows_of(curve, metric, "accumulation") for metric in metrics]
+    width, height = style.size
+    figure = new_figure(FigureStyle(size=(width * 0.75 * len(metrics), height), dpi=style.dpi))
+    for index, (metric, metric_rows) in enumerate(zip(metrics, rows)):
+        axes = figure.add_subplot(1, len(metrics), index + 1)
+        _draw_by_distance(axes, metric_rows, distance)
+        axes.set_title(metric, fontsize="medium")
+        axes.set_ylabel(metric_label(metric), fontsize="small")
+        if index == 0:
+            axes.legend(fontsize="x-small")
+    figure.suptitle(title)
+    return figure
+
+
+def plot_panels_by_distance(curve: pd.DataFrame, metrics: list[str], path: Path, title: str,
+                            distance: str = "index_distance", style: FigureStyle = FigureStyle()) -> Path:
+    """`panels_figure` written as a PNG at `path`."""
+    return save_figure(panels_figure(curve, metrics, title, distance, style), path, style)
 
 
 def plot_loop_closure(frame: pd.DataFrame, metric: str, path: Path, style: FigureStyle = FigureStyle()) -> Path:
