@@ -296,7 +296,7 @@ def accumulation_frame(runs: list[RunResults], labels: dict[tuple[str, str], str
     notes = []
     if lacking:
         note = (f"TSED against distance leaves out {len(lacking)} of {objects} (scene, method) results: their "
-                f"ScoreScene folders (e.g. {lacking[0]}) lack {TSED_PAIRS}, which older versions of nvsc did not "
+                f"ScoreScene folders (e.g. {min(lacking)}) lack {TSED_PAIRS}, which older versions of nvsc did not "
                 "write; run `nvsc run` again with the same settings to rescore them in place (nothing upstream "
                 "reruns) and rebuild the report.")
         logger.warning(note)
