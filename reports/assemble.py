@@ -57,9 +57,10 @@ ACCUMULATION_PANELS = {
                       "consistent pairs), SIFT matches in the overlap and their median transfer error; a pair at "
                       "the mean distance of its two views"),
 }
-#: Scores of the table of means per method and distance bucket (`accumulation_by_distance.csv`), when present.
-DISTANCE_TABLE_METRICS = ("consistency_psnr", "tsed", "overlap_psnr", "rotation_tsed", "fidelity_psnr")
-#: The file an old ScoreScene folder lacks, and what to do about it.
+#: Scores in the tables of means per method and distance bucket (`accumulation_by_distance.csv`), when present:
+#: per view (integer distances) and per pair of views (halfway between its views' distances), one table each.
+DISTANCE_TABLE_METRICS = (("consistency_psnr", "fidelity_psnr"), ("tsed", "overlap_psnr", "rotation_tsed"))
+#: ScoreScene's per-pair TSED file, which folders written by older versions of nvsc lack.
 TSED_PAIRS = "tsed_pairs.csv"
 #: Metrics drawn against the guidance weight when the run has `@w` methods.
 SWEEP_METRICS = ("consistency_psnr", "tsed", "fidelity_psnr", "fidelity_fid")
@@ -354,14 +355,17 @@ def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path, n
             path = plot_opening_and_closing(closure, metrics[0],
                                             folder / "figures" / f"loop_closure_{metrics[0]}.png")
             images.append(PageImage(f"loop closure: {metrics[0]} of the first- and the last-generated view", path))
-    by_distance = distance_table(curve, [m for m in DISTANCE_TABLE_METRICS if m in present], order)
-    if not by_distance.empty:
-        by_distance.to_csv(folder / "accumulation_by_distance.csv")
-    table = loop_closure_table(closure, order) if not closure.empty else pd.DataFrame()
-    tables = [t for t in (by_distance, table) if not t.empty]
-    text = ("First table: the mean of each score per method at each distance from the input view (d = views "
-            "along the ring; a pair of neighbours sits halfway between its views' distances, d=0.5 holds the "
-            "pairs with the input view; tsed and rotation_tsed there are the fractions of consistent pairs). "
+    by_distance = [distance_table(curve, [m for m in group if m in present], order) for group in DISTANCE_TABLE_METRICS]
+    by_distance = [table for table in by_distance if not table.empty]
+    if by_distance:
+        combined = pd.concat(by_distance)
+        combined[sorted(combined.columns, key=lambda column: float(column[2:]))].to_csv(
+            folder / "accumulation_by_distance.csv")
+    closure_table = loop_closure_table(closure, order) if not closure.empty else pd.DataFrame()
+    tables = [*by_distance, *([closure_table] if not closure_table.empty else [])]
+    text = ("Tables of d=...: the mean of each score per method at each distance d from the input view, in views "
+            "along the ring (per view; per pair of views, halfway between its two views' distances, so d=0.5 holds "
+            "the pairs with the input view; tsed and rotation_tsed there are the fractions of consistent pairs). "
             "Loop closure: each method's score at the first-generated view (opening) and at the last-generated one "
             "(closing, where the ring closes onto the input view); a negative change (a higher-is-better score) is "
             "error accumulated around the ring.")

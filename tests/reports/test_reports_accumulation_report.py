@@ -156,7 +156,11 @@ def test_report_draws_accumulation_and_loop_closure_without_torch(tmp_path):
         assert (out / "figures" / name).is_file(), name
     page = (out / "index.html").read_text()
     assert "Error accumulation and loop closure" in page and "closing - opening" in page
-    assert "<th>metric/method</th><th>d=0.5</th>" in page and "<td>tsed / mvdiffusion/joint</td>" in page
+    # Two tables: per view (distances 1 to 4; the NeRF score only at its held-out views 2, 4, 6) and per pair.
+    assert "<th>metric/method</th><th>d=1</th><th>d=2</th><th>d=3</th><th>d=4</th>" in page
+    assert "<tr><td>consistency_psnr / noise</td><td>-</td><td>8.00</td><td>-</td><td>8.00</td></tr>" in page
+    assert "<th>metric/method</th><th>d=0.5</th><th>d=1.5</th><th>d=2.5</th><th>d=3.5</th>" in page
+    assert "<tr><td>tsed / xunet/stochastic</td><td>1.00</td><td>0.50</td><td>0.50</td><td>0.00</td></tr>" in page
     for metric in ("fidelity_psnr", "fidelity_ssim", "consistency_psnr", "tsed"):
         assert f"<figcaption>{metric} against the distance from the input view" in page
     assert "lack tsed_pairs.csv" not in page
@@ -212,3 +216,5 @@ def test_page_tables_are_escaped_and_rounded():
     text = frame_html(table)
     assert "<th>method/metric</th><th>opening</th><th>closing - opening</th>" in text
     assert "<td>&lt;b&gt;x&lt;/b&gt; / fidelity_psnr</td><td>21.46</td><td>-1.00</td>" in text
+    assert "<td>a</td><td>-</td><td>2.00</td>" in frame_html(pd.DataFrame({"d=1": [math.nan], "d=2": [2.0]},
+                                                                           index=["a"]))
