@@ -42,19 +42,26 @@ PAIR_LABELS = {
 }
 
 
+#: Range of scores bounded by construction (a fraction of pairs): the +- one standard deviation band is clipped to it.
+BOUNDS = {"tsed": (0.0, 1.0), "rotation_tsed": (0.0, 1.0)}
+
+
 def metric_label(metric: str) -> str:
     """Axis label of a by-distance metric: `PAIR_LABELS`, else `reports.figures.axis_label`."""
     return PAIR_LABELS.get(metric, axis_label(metric))
 
 
-def _draw_by_distance(axes, rows: pd.DataFrame, distance: str) -> None:
-    """One line per method (mean, band: +- one standard deviation) of `accumulation_curve` rows; controls dashed."""
+def _draw_by_distance(axes, rows: pd.DataFrame, distance: str, metric: str) -> None:
+    """One line per method (mean, band: +- one standard deviation, clipped to `BOUNDS`) of `accumulation_curve`
+    rows; controls dashed."""
+    low, high = BOUNDS.get(metric, (-np.inf, np.inf))
     for method, group in rows.groupby("method", sort=False):
         group = group.sort_values(distance)
         x, mean = group[distance].to_numpy(float), group["mean"].to_numpy(float)
         spread = np.nan_to_num(group["std"].to_numpy(float))
         line, = axes.plot(x, mean, marker="o", linestyle="--" if is_control(str(method)) else "-", label=str(method))
-        axes.fill_between(x, mean - spread, mean + spread, color=line.get_color(), alpha=0.15, linewidth=0)
+        axes.fill_between(x, np.clip(mean - spread, low, high), np.clip(mean + spread, low, high),
+                          color=line.get_color(), alpha=0.15, linewidth=0)
     axes.set_xlabel(DISTANCE_LABELS.get(distance, distance))
 
 
@@ -65,7 +72,7 @@ def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distanc
     rows = _rows_of(curve, metric, "accumulation")
     figure = new_figure(style)
     axes = figure.add_subplot()
-    _draw_by_distance(axes, rows, distance)
+    _draw_by_distance(axes, rows, distance, metric)
     axes.set_ylabel(metric_label(metric))
     axes.set_title(f"{metric} against distance from the input view")
     axes.legend(fontsize="small")
@@ -75,18 +82,22 @@ def plot_error_by_distance(curve: pd.DataFrame, metric: str, path: Path, distanc
 def panels_figure(curve: pd.DataFrame, metrics: list[str], title: str, distance: str = "index_distance",
                   style: FigureStyle = FigureStyle()) -> Figure:
     """One panel per metric of `metrics` side by side (e.g. TSED's verdict, matches and median error), each drawn
-    as `plot_error_by_distance` draws one, with the methods' legend in the first; `title` heads the figure. Every
-    metric needs rows in `curve` (`accumulation_curve`'s frame)."""
+    as `plot_error_by_distance` draws one, and the methods' legend in a narrow last panel of its own (eight methods
+    leave no free corner in a panel); `title` heads the figure. Every metric needs rows in `curve`
+    (`accumulation_curve`'s frame)."""
     rows = [_rows_of(curve, metric, "accumulation") for metric in metrics]
     width, height = style.size
-    figure = new_figure(FigureStyle(size=(width * 0.75 * len(metrics), height), dpi=style.dpi))
+    figure = new_figure(FigureStyle(size=(width * (0.75 * len(metrics) + 0.35), height), dpi=style.dpi))
+    grid = figure.add_gridspec(1, len(metrics) + 1, width_ratios=[1.0] * len(metrics) + [0.45])
     for index, (metric, metric_rows) in enumerate(zip(metrics, rows)):
-        axes = figure.add_subplot(1, len(metrics), index + 1)
-        _draw_by_distance(axes, metric_rows, distance)
+        axes = figure.add_subplot(grid[0, index])
+        _draw_by_distance(axes, metric_rows, distance, metric)
         axes.set_title(metric, fontsize="medium")
         axes.set_ylabel(metric_label(metric), fontsize="small")
-        if index == 0:
-            axes.legend(fontsize="x-small")
+    legend_axes = figure.add_subplot(grid[0, len(metrics)])
+    legend_axes.axis("off")
+    legend_axes.legend(*figure.axes[0].get_legend_handles_labels(), loc="center left", fontsize="small",
+                       frameon=False)
     figure.suptitle(title)
     return figure
 

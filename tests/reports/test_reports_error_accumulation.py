@@ -171,8 +171,8 @@ def test_panel_figure_draws_every_method_and_dashes_controls(tmp_path):
             for metric in ("tsed", "tsed_matches") for d in (0.5, 1.5)]
     curve = pd.DataFrame(rows, columns=["method", "metric", "index_distance", "mean", "std", "count"])
     figure = panels_figure(curve, ["tsed", "tsed_matches"], "TSED")
-    first, second = figure.axes
-    assert [t.get_text() for t in first.get_legend().get_texts()] == ["noise", "mvdiffusion/joint", "xunet/stochastic"]
+    first, second, legend = figure.axes
+    assert [t.get_text() for t in legend.get_legend().get_texts()] == ["noise", "mvdiffusion/joint", "xunet/stochastic"]
     assert [line.get_linestyle() for line in second.get_lines()] == ["--", "-", "-"]
     np.testing.assert_allclose(second.get_lines()[1].get_ydata(), [1.5, 2.5])
     assert "fraction of consistent pairs" in first.get_ylabel()
