@@ -13,7 +13,8 @@ and is meant to avoid both. These functions return tidy pandas frames (one row p
 - `loop_closure`: the last view against the first where the ring closes: overlap PSNR of that pair for panoramas;
   for orbits (parallax: no homography) the last-generated view's fidelity and TSED's verdict on the pair it
   forms with the input view;
-- `accumulation_curve`: the mean per method, metric and distance;
+- `accumulation_curve`: the mean per method, metric and distance; `distance_table`: those means as a short table,
+  one column per distance bucket;
 - `fidelity_from_per_view`, `consistency_from_per_view`, `overlap_from_per_pair`, `tsed_from_pairs`: tidy
   frames read back from the pipeline's cached `per_view.csv`, `tsed_pairs.csv` (ScoreScene) and `per_pair.csv`
   (ScorePanorama), for reports rebuilt without recomputing: fidelity and the NeRF consistency score per view,
