@@ -19,8 +19,8 @@ import pandas as pd
 import torch
 
 from reports import weights
-from reports.metrics import per_view_scores
 from reports.error_accumulation import tsed_pairs_by_distance
+from reports.metrics import per_view_scores
 from reports.tsed import TSEDConfig
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene

@@ -90,7 +90,7 @@ def test_report_shows_error_accumulation_from_cached_per_view_scores(tiny_pipeli
         pd.testing.assert_series_equal(verdicts["mean"], expected, check_names=False)
         # The NeRF score of each held-out view at its distance.
         nerf = per_view[per_view["kind"] == "consistency"]
-        expected = nerf.groupby(nerf["view"].map(lambda name: ring[int(name)]))["psnr"].mean()
+        expected = nerf.groupby([ring[int(name)] for name in nerf["view"]])["psnr"].mean()
         rows = curve[(curve["method"] == method) & (curve["metric"] == "consistency_psnr")].set_index("index_distance")
         pd.testing.assert_series_equal(rows["mean"], expected, check_names=False, check_index_type=False)
     page = (built / "index.html").read_text()

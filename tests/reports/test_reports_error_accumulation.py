@@ -8,8 +8,8 @@ import pytest
 from PIL import Image
 
 from generators.controls import perturbed_views
-from reports.accumulation_figures import panels_figure, plot_error_by_distance, plot_loop_closure, \
-    plot_panels_by_distance
+from reports.accumulation_figures import (panels_figure, plot_error_by_distance, plot_loop_closure,
+                                          plot_panels_by_distance)
 from reports.error_accumulation import (accumulation_curve, consistency_from_per_view, distance_table,
                                         fidelity_by_distance, loop_closure, overlap_by_distance, tsed_from_pairs,
                                         tsed_pairs_by_distance, view_distances)
