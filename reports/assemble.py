@@ -320,8 +320,11 @@ def loop_closure_table(closure: pd.DataFrame, order: list[str]) -> pd.DataFrame:
 
 def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path, notes: list[str]) -> PageSection:
     """Figures of score against distance and generation step, the table of means per distance bucket, the
-    loop-closure table and figure; their CSVs. `notes` (e.g. results left out) are added to the section's text."""
+    loop-closure table and figure; their CSVs, and the rows they come from (`accumulation_rows.csv`). `notes`
+    (e.g. results left out) are added to the section's text."""
     frame = _in_order(frame, order)
+    # Every view's and pair's score with all three distances (index, angle, generation step), for other groupings.
+    frame.to_csv(folder / "accumulation_rows.csv", index=False)
     curve = accumulation_curve(frame, "index_distance")
     curve.to_csv(folder / "accumulation.csv", index=False)
     # Loop closure for the scores whose first and last generated view (or pair) are the ring's two ends.

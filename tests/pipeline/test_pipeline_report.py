@@ -29,7 +29,7 @@ def test_nvsc_report_rebuilds_build_reports_summary(tiny_pipeline):
     assert result.returncode == 0, result.stderr[-4000:]
     rebuilt = tiny_pipeline.workdir / "rebuilt"
     for name in ("summary.csv", "summary_ci.csv", "summary.md", "summary.tex", "scores.csv", "controls.txt",
-                 "accumulation.csv", "accumulation_by_distance.csv", "loop_closure.csv"):
+                 "accumulation.csv", "accumulation_by_distance.csv", "accumulation_rows.csv", "loop_closure.csv"):
         assert (rebuilt / name).read_text() == (built / name).read_text(), name
     pd.testing.assert_frame_equal(pd.read_parquet(rebuilt / "scores.parquet"),
                                   pd.read_parquet(built / "scores.parquet"))

@@ -144,6 +144,9 @@ def test_report_draws_accumulation_and_loop_closure_without_torch(tmp_path):
             at = [pair for pair in PAIRS if (ring(pair[0]) + ring(pair[1])) / 2 == distance]
             assert rows.loc[distance, "mean"] == pytest.approx(np.mean([tsed_verdict(loss, p) for p in at]))
             assert rows.loc[distance, "count"] == len(at) * len(SCENES)
+    rows = pd.read_csv(out / "accumulation_rows.csv")  # each pair with its angle and generation step too
+    pair = rows[(rows["metric"] == "tsed") & (rows["method"] == "noise") & (rows["first"] == 6)].iloc[0]
+    assert (pair["angle_deg"], pair["step"]) == (45.0 * 1.5, 6.5)
     matches = curve[(curve["metric"] == "tsed_matches") & (curve["method"] == "noise")].set_index("index_distance")
     assert matches.loc[3.5, "mean"] == np.mean([40 - 5 * 3, 40 - 5 * 4])  # pairs (3, 4) and (4, 5)
     table = pd.read_csv(out / "accumulation_by_distance.csv", index_col=["metric", "method"])
