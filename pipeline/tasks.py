@@ -509,10 +509,15 @@ class FitNeRF(SceneMethodTask):
 
 class ScoreScene(SceneMethodTask):
     """Scores of one scene and method: 3D consistency (NeRF renders against the held-out generated views; TSED of
-    the views) and fidelity (generated views against the ground truth), as a tidy CSV with a `missing` column.
+    the views) and fidelity (generated views against the ground truth), as a tidy CSV with a `missing` column
+    (`scores.csv`), with the per-view scores (`per_view.csv`) and TSED's per-pair verdicts (`tsed_pairs.csv`) that
+    the error-against-distance figures read.
 
     Scores whose metric weights are not cached are recorded as missing (or, with `strict_metrics`, stop the run).
     The output folder's name carries which weights were used, so a run after `nvsc weights fetch` computes them."""
+
+    #: Files of a complete output. A folder written before one of them existed is rescored in place (same name).
+    OUTPUT_FILES = ("scores.csv", "per_view.csv", "tsed_pairs.csv")
 
     lpips_net = luigi.Parameter(description="Backbone of LPIPS: `alex` or `vgg`.")
     strict_metrics = luigi.BoolParameter(significant=False,
@@ -537,7 +542,8 @@ class ScoreScene(SceneMethodTask):
         return f"{super().label()}-{weights_label(self.metric_weights())}"
 
     def complete(self) -> bool:
-        return super().complete() and not (self.strict_metrics and missing_weights(self.metric_weights()))
+        return super().complete() and holds_files(self, self.OUTPUT_FILES) and \
+            not (self.strict_metrics and missing_weights(self.metric_weights()))
 
     def check_inputs(self) -> None:
         self.metric_weights()  # an unknown lpips_net fails here
@@ -553,10 +559,11 @@ class ScoreScene(SceneMethodTask):
         renders = read_transforms(upstream["renders"].output().folder)
         truth = load_instance(upstream["dataset"], "test", self.scene)
         input_view = upstream["views"].input_view
-        tidy, per_view = score_scene(views, renders, truth, input_view, method=self.method, scene=self.scene,
-                                     config=self.scoring_config())
+        tidy, per_view, tsed_pairs = score_scene(views, renders, truth, input_view, method=self.method,
+                                                 scene=self.scene, config=self.scoring_config())
         tidy.to_csv(folder / "scores.csv", index=False)
         per_view.to_csv(folder / "per_view.csv", index=False)
+        tsed_pairs.to_csv(folder / "tsed_pairs.csv", index=False)
 
 
 class ScorePanorama(SceneMethodTask):
@@ -642,6 +649,13 @@ class ScoreMethodSet(NvscTask):
         table.to_csv(folder / "set_scores.csv", index=False)
 
 
+def holds_files(task: NvscTask, names: tuple[str, ...]) -> bool:
+    """Whether the task's output folder holds every file in `names` (a folder written by an older nvsc may lack
+    one that this version writes)."""
+    folder = task.output().folder
+    return all((folder / name).is_file() for name in names)
+
+
 def weights_label(names: list[str]) -> str:
     """`w<hash>` of which metric weights are cached (and their checksums): part of a scoring task's folder name."""
     from reports.weights import identity
@@ -697,6 +711,12 @@ class BuildReport(NvscTask):
 
     def label(self) -> str:
         return f"report-{PrepareDataset().label()}"  # report-procedural, report-panorama: which demo is which
+
+    def complete(self) -> bool:
+        # A report built on scoring folders that an older nvsc wrote (without tsed_pairs.csv) lacks the TSED
+        # against distance figure: rescore them and rebuild it, in the same folders.
+        return super().complete() and all(holds_files(task, task.OUTPUT_FILES) for task in self.requires().values()
+                                          if isinstance(task, ScoreScene))
 
     def produce(self, folder: Path) -> None:
         from reports.assemble import ReportConfig, build_report

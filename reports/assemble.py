@@ -17,10 +17,11 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from reports.accumulation_figures import plot_error_by_distance, plot_opening_and_closing
+from reports.accumulation_figures import plot_error_by_distance, plot_opening_and_closing, plot_panels_by_distance
 from reports.animation import TurntableRow, write_turntable
-from reports.error_accumulation import (accumulation_curve, fidelity_from_per_view, opening_and_closing,
-                                        overlap_from_per_pair)
+from reports.error_accumulation import (accumulation_curve, consistency_from_per_view, distance_table,
+                                        fidelity_from_per_view, opening_and_closing, overlap_from_per_pair,
+                                        tsed_from_pairs)
 from reports.figures import plot_consistency_vs_fidelity, plot_distribution, plot_guidance_sweep, sweep_methods
 from reports.html_page import PageImage, PageSection, write_report_html
 from reports.image_grid import save_image_grid
@@ -40,8 +41,27 @@ PANORAMA_CONSISTENCY = ("overlap_psnr", "rotation_tsed")
 #: (x, y) pairs drawn as consistency-against-fidelity figures when both metrics are in the run.
 SCATTER_PAIRS = (("fidelity_psnr", "consistency_psnr"), ("fidelity_fid", "consistency_psnr"),
                  ("fidelity_psnr", "tsed"), ("fidelity_psnr", "overlap_psnr"))
-#: Per-view or per-pair scores drawn against the distance from the input view, in this order when present.
+#: Per-view or per-pair scores drawn one per figure against the distance from the input view, in this order when
+#: present; the first present is also drawn against the generation step and at the loop's two ends.
 ACCUMULATION_METRICS = ("overlap_psnr", "fidelity_psnr", "fidelity_ssim")
+#: Consistency scores drawn against the distance as one figure of panels each: file stem -> (metrics, caption).
+ACCUMULATION_PANELS = {
+    "consistency": (("consistency_psnr", "consistency_ssim"),
+                    "3DiM's NeRF score of each held-out view (the NeRF fitted on the method's other views, rendered "
+                    "at the view's camera, against the view)"),
+    "tsed": (("tsed", "tsed_matches", "tsed_median_sed"),
+             "TSED per pair of consecutive views: the verdict (its mean is the fraction of consistent pairs), SIFT "
+             "matches and their median symmetric epipolar distance; a pair at the mean distance of its two views"),
+    "rotation_tsed": (("rotation_tsed", "rotation_tsed_matches", "rotation_tsed_median_transfer_error"),
+                      "rotation-only TSED per pair of neighbouring views: the verdict (its mean is the fraction of "
+                      "consistent pairs), SIFT matches in the overlap and their median transfer error; a pair at "
+                      "the mean distance of its two views"),
+}
+#: Scores in the tables of means per method and distance bucket (`accumulation_by_distance.csv`), when present:
+#: per view (integer distances) and per pair of views (halfway between its views' distances), one table each.
+DISTANCE_TABLE_METRICS = (("consistency_psnr", "fidelity_psnr"), ("tsed", "overlap_psnr", "rotation_tsed"))
+#: ScoreScene's per-pair TSED file, which folders written by older versions of nvsc lack.
+TSED_PAIRS = "tsed_pairs.csv"
 #: Metrics drawn against the guidance weight when the run has `@w` methods.
 SWEEP_METRICS = ("consistency_psnr", "tsed", "fidelity_psnr", "fidelity_fid")
 
@@ -59,11 +79,13 @@ PANORAMA_NOTE = (
     "warped by the rotation's homography, on their overlap; rotation_tsed is TSED with the rotation-only epipolar "
     "constraint; loopclosure_psnr is the overlap PSNR of the last view against the first, where the ring closes.")
 ACCUMULATION_NOTE = (
-    "Error accumulation: per-view scores (objects: fidelity to the ground truth) or per-pair scores (panoramas: "
-    "overlap PSNR) against the distance from the input view along the ring. Samplers that generate one view after "
-    "another (3DiM's stochastic conditioning, Markovian) can drift with distance and fail to close the loop; "
-    "joint generation (MVDiffusion) denoises all views together. Loop closure compares the first-generated view "
-    "with the last-generated one: with the input at index 0 both neighbour the input.")
+    "Error accumulation: per-view scores (objects: fidelity to the ground truth and the NeRF consistency score of "
+    "each held-out view) and per-pair scores (TSED's verdict on a pair of views, its matches and median error; "
+    "panoramas: overlap PSNR and rotation-only TSED) against the distance from the input view along the ring (a "
+    "pair at the mean distance of its two views). Samplers that generate one view after another (3DiM's "
+    "stochastic conditioning, Markovian) can drift with distance and fail to close the loop; joint generation "
+    "(MVDiffusion) denoises all views together. Loop closure compares the first-generated view with the "
+    "last-generated one: with the input at index 0 both neighbour the input.")
 
 
 @dataclass
@@ -242,24 +264,45 @@ def _figures(tidy: pd.DataFrame, long: pd.DataFrame, order: list[str], weights: 
     return figures
 
 
-def accumulation_frame(runs: list[RunResults], labels: dict[tuple[str, str], str]) -> pd.DataFrame:
-    """Per-view (objects, from `per_view.csv`) and per-pair (panoramas, from `per_pair.csv`) scores of every run with
-    their distances from the input view, rows labelled as in the report; empty when no run cached them."""
-    frames = []
+def accumulation_frame(runs: list[RunResults], labels: dict[tuple[str, str], str]) -> tuple[pd.DataFrame, list[str]]:
+    """(frame, notes): per-view scores (objects, from `per_view.csv`: fidelity and the NeRF consistency score) and
+    per-pair scores (TSED, from `tsed_pairs.csv`; panoramas: overlap PSNR and rotation-only TSED, from
+    `per_pair.csv`) of every run with their distances from the input view, rows labelled as in the report; the
+    frame is empty when no run cached them. A ScoreScene folder written before `tsed_pairs.csv` existed gives no
+    TSED rows; `notes` then says which and how to add them."""
+    frames, lacking, objects = [], [], 0
     for run in runs:
         for result in run.results:
+            label = labels[(run.label, result.method)]
             if result.panorama:
-                frame = overlap_from_per_pair(pd.read_csv(result.per_pair_csv), str(result.per_pair_csv))
-            elif result.per_view_csv is not None:
-                names, c2w = read_cameras(result.views_folder)
-                per_view = pd.read_csv(result.per_view_csv, dtype={"view": str})
-                frame = fidelity_from_per_view(per_view, names, c2w, result.input_view,
-                                               source=str(result.per_view_csv))
+                per_pair = pd.read_csv(result.per_pair_csv)
+                parts = [overlap_from_per_pair(per_pair, str(result.per_pair_csv)),
+                         tsed_from_pairs(per_pair, "rotation_tsed", "median_transfer_error",
+                                         str(result.per_pair_csv), "ScorePanorama")]
             else:
-                continue
-            frames.append(frame.assign(method=labels[(run.label, result.method)], scene=result.scene))
+                objects += 1
+                parts = []
+                if result.per_view_csv is not None:
+                    names, c2w = read_cameras(result.views_folder)
+                    per_view = pd.read_csv(result.per_view_csv, dtype={"view": str})
+                    parts += [read(per_view, names, c2w, result.input_view, source=str(result.per_view_csv))
+                              for read in (fidelity_from_per_view, consistency_from_per_view)]
+                if result.tsed_pairs_csv is not None:
+                    pairs = pd.read_csv(result.tsed_pairs_csv)
+                    parts.append(tsed_from_pairs(pairs, source=str(result.tsed_pairs_csv)))
+                else:
+                    lacking.append(result.scores_csv.parent)
+            frames += [part.assign(method=label, scene=result.scene) for part in parts]
     frames = [frame for frame in frames if not frame.empty]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    notes = []
+    if lacking:
+        note = (f"TSED against distance leaves out {len(lacking)} of {objects} (scene, method) results: their "
+                f"ScoreScene folders (e.g. {min(lacking)}) lack {TSED_PAIRS}, which older versions of nvsc did not "
+                "write; run `nvsc run` again with the same settings to rescore them in place (nothing upstream "
+                "reruns) and rebuild the report.")
+        logger.warning(note)
+        notes.append(note)
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), notes
 
 
 def _in_order(frame: pd.DataFrame, order: list[str]) -> pd.DataFrame:
@@ -275,15 +318,29 @@ def loop_closure_table(closure: pd.DataFrame, order: list[str]) -> pd.DataFrame:
     return table
 
 
-def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path) -> PageSection:
-    """Figures of score against distance and generation step, the loop-closure table and figure; their CSVs."""
+def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path, notes: list[str]) -> PageSection:
+    """Figures of score against distance and generation step, the table of means per distance bucket, the
+    loop-closure table and figure; their CSVs, and the rows they come from (`accumulation_rows.csv`). `notes`
+    (e.g. results left out) are added to the section's text."""
     frame = _in_order(frame, order)
+    # Every view's and pair's score with all three distances (index, angle, generation step), for other groupings.
+    frame.to_csv(folder / "accumulation_rows.csv", index=False)
     curve = accumulation_curve(frame, "index_distance")
     curve.to_csv(folder / "accumulation.csv", index=False)
-    closure = opening_and_closing(frame)
+    # Loop closure for the scores whose first and last generated view (or pair) are the ring's two ends.
+    closure = opening_and_closing(frame[frame["metric"].isin(ACCUMULATION_METRICS)])
     closure.to_csv(folder / "loop_closure.csv", index=False)
-    metrics = [m for m in ACCUMULATION_METRICS if m in set(curve["metric"])]
+    present = set(curve["metric"])
+    metrics = [m for m in ACCUMULATION_METRICS if m in present]
     images = []
+    for stem, (panel_metrics, caption) in ACCUMULATION_PANELS.items():
+        drawn = [m for m in panel_metrics if m in present]
+        if drawn:
+            path = plot_panels_by_distance(_in_order(curve, order), drawn,
+                                           folder / "figures" / f"accumulation_{stem}.png",
+                                           f"{drawn[0]} against distance from the input view")
+            images.append(PageImage(f"{drawn[0]} against the distance from the input view: {caption} (mean over "
+                                    "scenes, band: one standard deviation)", path))
     for metric in metrics:
         path = plot_error_by_distance(_in_order(curve, order), metric,
                                       folder / "figures" / f"accumulation_{metric}.png")
@@ -301,12 +358,22 @@ def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path) -
             path = plot_opening_and_closing(closure, metrics[0],
                                             folder / "figures" / f"loop_closure_{metrics[0]}.png")
             images.append(PageImage(f"loop closure: {metrics[0]} of the first- and the last-generated view", path))
-    table = loop_closure_table(closure, order) if not closure.empty else pd.DataFrame()
-    tables = [table] if not table.empty else []
-    text = ("Loop closure: each method's score at the first-generated view (opening) and at the last-generated one "
+    by_distance = [distance_table(curve, [m for m in group if m in present], order) for group in DISTANCE_TABLE_METRICS]
+    by_distance = [table for table in by_distance if not table.empty]
+    if by_distance:
+        combined = pd.concat(by_distance)
+        combined[sorted(combined.columns, key=lambda column: float(column[2:]))].to_csv(
+            folder / "accumulation_by_distance.csv")
+    closure_table = loop_closure_table(closure, order) if not closure.empty else pd.DataFrame()
+    tables = [*by_distance, *([closure_table] if not closure_table.empty else [])]
+    text = ("Tables of d=...: the mean of each score per method at each distance d from the input view, in views "
+            "along the ring (per view; per pair of views, halfway between its two views' distances, so d=0.5 holds "
+            "the pairs with the input view; tsed and rotation_tsed there are the fractions of consistent pairs). "
+            "Loop closure: each method's score at the first-generated view (opening) and at the last-generated one "
             "(closing, where the ring closes onto the input view); a negative change (a higher-is-better score) is "
             "error accumulated around the ring.")
-    return PageSection("Error accumulation and loop closure", images, text, side_by_side=True, tables=tables)
+    return PageSection("Error accumulation and loop closure", images, " ".join([text, *notes]), side_by_side=True,
+                       tables=tables)
 
 
 def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | None = None) -> Path:
@@ -317,13 +384,14 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     folder = Path(folder)
     tidy, set_scores, order = merged_scores(runs)
     labels = row_labels(runs)
-    accumulation = accumulation_frame(runs, labels)  # read (and checked) before anything is written
+    accumulation, accumulation_notes = accumulation_frame(runs, labels)  # read and checked before any writing
     long = summarize(tidy, set_scores, order, config.bootstrap_resamples, config.seed, config.confidence)
     write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence)
     weights = {labels[(run.label, r.method)]: r.guidance_weight for run in runs for r in run.results
                if r.guidance_weight is not None}
     figures = _figures(tidy, long, order, weights, folder)
-    accumulation_section = _accumulation_section(accumulation, order, folder) if not accumulation.empty else None
+    accumulation_section = (_accumulation_section(accumulation, order, folder, accumulation_notes)
+                            if not accumulation.empty else None)
     grids, animations = [], []
     work = [(run, scene) for run in runs for scene in dict.fromkeys(r.scene for r in run.results)]
     for run, scene in tqdm(work, desc="report: scenes", unit="scene", disable=len(work) < 3):
@@ -355,6 +423,6 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
                 PageSection("Scenes", grids, "Per scene: the input view, then each method's views and (objects) the "
                                              "NeRF renders at its held-out cameras.")]
     notes = [*NOTES, *([PANORAMA_NOTE] if panorama else []),
-             *([ACCUMULATION_NOTE] if accumulation_section is not None else [])]
+             *([ACCUMULATION_NOTE] if accumulation_section is not None else accumulation_notes)]
     return write_report_html(folder, config.title, summary_text(long), sections, notes, controls,
                              legend(config.bootstrap_resamples, config.confidence))

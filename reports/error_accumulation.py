@@ -8,19 +8,25 @@ and is meant to avoid both. These functions return tidy pandas frames (one row p
 
 - `fidelity_by_distance`: each view's PSNR/SSIM against the ground truth, with its distance from the input view;
 - `overlap_by_distance`: each neighbouring pair's overlap PSNR (panoramas), with the pair's distance;
+- `tsed_pairs_by_distance`: TSED's verdict on each pair of consecutive views (objects), with its SIFT matches,
+  median symmetric epipolar distance and the pair's distance (ScoreScene caches it as `tsed_pairs.csv`);
 - `loop_closure`: the last view against the first where the ring closes: overlap PSNR of that pair for panoramas;
   for orbits (parallax: no homography) the last-generated view's fidelity and TSED's verdict on the pair it
   forms with the input view;
-- `accumulation_curve`: the mean per method, metric and distance;
-- `fidelity_from_per_view`, `overlap_from_per_pair`: the same frames read back from the pipeline's cached
-  `per_view.csv` (ScoreScene) and `per_pair.csv` (ScorePanorama), for reports rebuilt without recomputing;
+- `accumulation_curve`: the mean per method, metric and distance; `distance_table`: those means as a short table,
+  one column per distance bucket;
+- `fidelity_from_per_view`, `consistency_from_per_view`, `overlap_from_per_pair`, `tsed_from_pairs`: tidy
+  frames read back from the pipeline's cached `per_view.csv`, `tsed_pairs.csv` (ScoreScene) and `per_pair.csv`
+  (ScorePanorama), for reports rebuilt without recomputing: fidelity and the NeRF consistency score per view,
+  overlap PSNR and TSED's per-pair verdicts and statistics per pair;
 - `opening_and_closing`: the first- against the last-generated view (or pair) of each ring, from such a frame.
 
 Only the functions that score images import torch (inside them): `nvsc report` reads this module without it.
 
 Distances: `index_distance` counts views along the ring (the shorter way round when the ring is closed),
 `angle_deg` is the angle between the viewing directions, and `step` is the view's position in the order the
-pipeline's samplers generate the targets (every view but the input, in index order).
+pipeline's samplers generate the targets (every view but the input, in index order). A pair of views sits at the
+mean of its two views' distances (the input view has no step: a pair with it takes the other view's step).
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ if TYPE_CHECKING:  # these import torch; the image-scoring functions below impor
 #: Columns of every per-view or per-pair frame, before the distance columns.
 ID_COLUMNS = ["method", "scene"]
 DISTANCE_COLUMNS = ["index_distance", "angle_deg", "step"]
+#: Columns of the per-pair TSED table of objects (`tsed_pairs_by_distance`, ScoreScene's `tsed_pairs.csv`).
+TSED_PAIR_COLUMNS = ID_COLUMNS + ["first", "second"] + DISTANCE_COLUMNS + ["matches", "median_sed", "consistent"]
 
 
 def view_distances(cameras: Cameras, input_view: int, closed: bool = True) -> pd.DataFrame:
@@ -64,6 +72,13 @@ def ring_distances(c2w: np.ndarray, input_view: int, closed: bool = True) -> pd.
     step[targets] = np.arange(1, count)
     return pd.DataFrame({"view": index, "index_distance": distance, "angle_deg": np.degrees(np.arccos(cosine)),
                          "step": step})
+
+
+def _pair_distances(distances: pd.DataFrame, first: int, second: int) -> dict[str, float]:
+    """Distance columns of the pair (first, second): the mean over its two views of `distances` (indexed by view;
+    NaN, the input view's step, is skipped)."""
+    ends = distances.loc[[first, second]]
+    return {column: float(ends[column].mean()) for column in DISTANCE_COLUMNS}
 
 
 def fidelity_by_distance(views: MultiViewScene, truth: MultiViewScene, input_view: int, *, method: str, scene: str,
@@ -103,14 +118,30 @@ def overlap_by_distance(views: MultiViewScene, input_view: int, *, method: str, 
     from reports.overlap import overlap_psnr_pairs
 
     distances = view_distances(views.cameras, input_view, closed).set_index("view")
-    rows = []
-    for pair in overlap_psnr_pairs(views.images, views.cameras, closed=closed):
-        ends = distances.loc[[pair.first, pair.second]]
-        rows.append({"first": pair.first, "second": pair.second,
-                     **{column: float(ends[column].mean()) for column in DISTANCE_COLUMNS},
-                     "metric": "overlap_psnr", "value": pair.psnr})
+    rows = [{"first": pair.first, "second": pair.second, **_pair_distances(distances, pair.first, pair.second),
+             "metric": "overlap_psnr", "value": pair.psnr}
+            for pair in overlap_psnr_pairs(views.images, views.cameras, closed=closed)]
     return pd.DataFrame(rows).assign(method=method, scene=scene)[
         ID_COLUMNS + ["first", "second"] + DISTANCE_COLUMNS + ["metric", "value"]]
+
+
+def tsed_pairs_by_distance(views: MultiViewScene, input_view: int, *, method: str, scene: str,
+                           config: TSEDConfig | None = None, closed: bool = True) -> pd.DataFrame:
+    """TSED's verdict on each pair of consecutive views (`reports.tsed.tsed_pairs`: (0, 1), (1, 2), ... (N-2, N-1),
+    as TSED scores a trajectory), placed at the mean distance of its two views from the input view.
+
+    Columns (`TSED_PAIR_COLUMNS`): method, scene, first, second, index_distance, angle_deg, step, matches (SIFT
+    matches after the ratio test), median_sed (their median symmetric epipolar distance in pixels, NaN without
+    matches), consistent (TSED's verdict: at least `min_matches` matches and a median below `max_median_error`).
+    The mean of `consistent` is the scene's TSED.
+    """
+    from reports.tsed import TSEDConfig, tsed_pairs
+
+    distances = view_distances(views.cameras, input_view, closed).set_index("view")
+    rows = [{"first": pair.first, "second": pair.second, **_pair_distances(distances, pair.first, pair.second),
+             "matches": pair.matches, "median_sed": pair.median_error, "consistent": bool(pair.consistent)}
+            for pair in tsed_pairs(np.asarray(views.images), views.cameras, config or TSEDConfig())]
+    return pd.DataFrame(rows, columns=TSED_PAIR_COLUMNS[2:]).assign(method=method, scene=scene)[TSED_PAIR_COLUMNS]
 
 
 def loop_closure(views: MultiViewScene, input_view: int, *, method: str, scene: str, panorama: bool,
@@ -161,15 +192,16 @@ def accumulation_curve(frame: pd.DataFrame, distance: str = "index_distance") ->
     return grouped.agg(mean="mean", std="std", count="count").reset_index()
 
 
-def fidelity_from_per_view(per_view: pd.DataFrame, names: list[str], c2w: np.ndarray, input_view: int, *,
-                           closed: bool = True, source: str = "per_view.csv") -> pd.DataFrame:
-    """`fidelity_by_distance`'s frame from ScoreScene's cached `per_view.csv` (columns view, kind, psnr, ssim,
-    method, scene; the `fidelity` rows score each view against the ground truth), with no image read.
+def per_view_from_csv(per_view: pd.DataFrame, kind: str, names: list[str], c2w: np.ndarray, input_view: int, *,
+                      closed: bool = True, source: str = "per_view.csv") -> pd.DataFrame:
+    """The `kind` rows of ScoreScene's cached `per_view.csv` (columns view, kind, psnr, ssim, method, scene) as a
+    tidy by-distance frame: metrics `<kind>_psnr`, `<kind>_ssim`, each view with its distance from the input view.
 
-    names: the views' names in ring order (the file stems of the GenerateViews folder), c2w [N, 4, 4] their
-    cameras; source: the CSV's path, named in errors. Read the CSV with `dtype={"view": str}` (names such as
-    `000001` are not numbers). A frame with no fidelity rows (the ground truth, not scored against itself) gives
-    no rows.
+    kind: `fidelity` (each view but the input against the ground truth) or `consistency` (3DiM's NeRF score: each
+    held-out view against the render at its camera of the NeRF fitted on the other views). names: the views' names
+    in ring order (the file stems of the GenerateViews folder), c2w [N, 4, 4] their cameras; source: the CSV's
+    path, named in errors. Read the CSV with `dtype={"view": str}` (names such as `000001` are not numbers). A CSV
+    with no rows of `kind` (the ground truth has no fidelity rows) gives no rows.
     """
     absent = [c for c in ("view", "kind", "psnr", "ssim", "method", "scene") if c not in per_view.columns]
     if absent:
@@ -177,17 +209,31 @@ def fidelity_from_per_view(per_view: pd.DataFrame, names: list[str], c2w: np.nda
     if len(names) != len(c2w):
         raise InvalidInputError("views", f"{len(names)} names for {len(c2w)} cameras", "pass one name per camera")
     distances = ring_distances(c2w, input_view, closed).assign(name=list(names))
-    fidelity = per_view[per_view["kind"] == "fidelity"].astype({"view": str})
-    unknown = sorted(set(fidelity["view"]) - set(names))
+    rows = per_view[per_view["kind"] == kind].astype({"view": str})
+    unknown = sorted(set(rows["view"]) - set(names))
     if unknown:
         raise InvalidInputError(source, f"names views {unknown[:5]} that the generated views lack",
                                 "rerun ScoreScene: its scores belong to other views")
-    joined = fidelity.merge(distances, left_on="view", right_on="name", suffixes=("_name", ""))
+    joined = rows.merge(distances, left_on="view", right_on="name", suffixes=("_name", ""))
     frame = joined.melt(id_vars=ID_COLUMNS + ["view"] + DISTANCE_COLUMNS, value_vars=["psnr", "ssim"],
                         var_name="metric", value_name="value")
-    frame["metric"] = "fidelity_" + frame["metric"]
+    frame["metric"] = f"{kind}_" + frame["metric"]
     return frame.sort_values(["metric", "view"], kind="stable").reset_index(drop=True)[
         ID_COLUMNS + ["view"] + DISTANCE_COLUMNS + ["metric", "value"]]
+
+
+def fidelity_from_per_view(per_view: pd.DataFrame, names: list[str], c2w: np.ndarray, input_view: int, *,
+                           closed: bool = True, source: str = "per_view.csv") -> pd.DataFrame:
+    """`fidelity_by_distance`'s frame from ScoreScene's cached `per_view.csv` (`per_view_from_csv`, kind
+    `fidelity`), with no image read."""
+    return per_view_from_csv(per_view, "fidelity", names, c2w, input_view, closed=closed, source=source)
+
+
+def consistency_from_per_view(per_view: pd.DataFrame, names: list[str], c2w: np.ndarray, input_view: int, *,
+                              closed: bool = True, source: str = "per_view.csv") -> pd.DataFrame:
+    """The NeRF consistency score (`consistency_psnr`, `consistency_ssim`) of each held-out view by its distance
+    from the input view, from ScoreScene's cached `per_view.csv` (`per_view_from_csv`, kind `consistency`)."""
+    return per_view_from_csv(per_view, "consistency", names, c2w, input_view, closed=closed, source=source)
 
 
 def overlap_from_per_pair(per_pair: pd.DataFrame, source: str = "per_pair.csv") -> pd.DataFrame:
@@ -198,6 +244,58 @@ def overlap_from_per_pair(per_pair: pd.DataFrame, source: str = "per_pair.csv") 
     if absent:
         raise InvalidInputError(source, f"lacks the columns {absent}", "rerun ScorePanorama to rewrite it")
     return per_pair[columns].assign(metric="overlap_psnr", value=per_pair["overlap_psnr"].astype(float))
+
+
+def _verdicts(column: pd.Series, source: str, task: str) -> pd.Series:
+    """TSED's verdicts as 1.0 / 0.0 from a CSV column of booleans (`True`/`False`, or 1/0)."""
+    if column.dtype == bool:
+        return column.astype(float)
+    values = column.astype(str).str.strip().str.lower().map({"true": 1.0, "false": 0.0, "1": 1.0, "0": 0.0,
+                                                             "1.0": 1.0, "0.0": 0.0})
+    if values.isna().any():
+        bad = sorted(set(column[values.isna()].astype(str)))[:3]
+        raise InvalidInputError(source, f"column `consistent` holds {bad}, not True/False",
+                                f"rerun {task} to rewrite it")
+    return values
+
+
+def tsed_from_pairs(pairs: pd.DataFrame, score: str = "tsed", error_column: str = "median_sed",
+                    source: str = "tsed_pairs.csv", task: str = "ScoreScene") -> pd.DataFrame:
+    """Tidy by-pair frame of TSED's per-pair results: metrics `<score>` (the verdict, 1 consistent or 0: its mean
+    over pairs is TSED), `<score>_matches` and `<score>_<error_column>`, each pair at its distance.
+
+    Objects: ScoreScene's `tsed_pairs.csv` (score `tsed`, error `median_sed`, the symmetric epipolar distance).
+    Panoramas: ScorePanorama's `per_pair.csv` (score `rotation_tsed`, error `median_transfer_error`, the
+    rotation-only homography's transfer error). source: the CSV's path, named in errors; task: the one to rerun.
+    """
+    columns = ID_COLUMNS + ["first", "second"] + DISTANCE_COLUMNS
+    absent = [c for c in columns + ["matches", error_column, "consistent"] if c not in pairs.columns]
+    if absent:
+        raise InvalidInputError(source, f"lacks the columns {absent}", f"rerun {task} to rewrite it")
+    base = pairs[columns]
+    statistics = {score: _verdicts(pairs["consistent"], source, task),
+                  f"{score}_matches": pairs["matches"].astype(float),
+                  f"{score}_{error_column}": pairs[error_column].astype(float)}
+    return pd.concat([base.assign(metric=metric, value=values.to_numpy()) for metric, values in statistics.items()],
+                     ignore_index=True)
+
+
+def distance_table(curve: pd.DataFrame, metrics: list[str], order: list[str] | None = None,
+                   distance: str = "index_distance") -> pd.DataFrame:
+    """Short table of an `accumulation_curve` frame: one row per (metric, method) of `metrics`, one column per
+    distance bucket (`d=1`, `d=1.5` for a pair between views 1 and 2 away), each cell the mean there.
+
+    Rows follow `metrics`, then `order` (methods not in it after, in their order in the curve)."""
+    rows = curve[curve["metric"].isin(metrics)]
+    if rows.empty:
+        return pd.DataFrame()
+    methods = list(dict.fromkeys([m for m in (order or []) if m in set(rows["method"])] + list(rows["method"])))
+    table = rows.pivot_table(index=["metric", "method"], columns=distance, values="mean", aggfunc="first")
+    index = [(metric, method) for metric in metrics for method in methods if (metric, method) in table.index]
+    table = table.loc[index]
+    table.columns = [f"d={value:g}" for value in table.columns]
+    table.index.names = ["metric", "method"]
+    return table
 
 
 def opening_and_closing(frame: pd.DataFrame) -> pd.DataFrame:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import logging
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,8 +106,11 @@ def summary_html(summary: SummaryText) -> str:
 
 
 def frame_html(frame: pd.DataFrame, decimals: int = 2) -> str:
-    """A small DataFrame as an HTML <table> (index as the first column), floats rounded, every cell escaped."""
+    """A small DataFrame as an HTML <table> (index as the first column), floats rounded, NaN as `-`, every cell
+    escaped."""
     def cell(value) -> str:
+        if isinstance(value, float) and math.isnan(value):
+            return "-"  # no value at this cell (e.g. no view at that distance)
         return f"{value:.{decimals}f}" if isinstance(value, float) else str(value)
 
     names = [str(name) for name in frame.index.names]

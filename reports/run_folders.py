@@ -2,7 +2,7 @@
 
 A run folder is the output root of `nvsc run` (`runs/` by default), holding one folder per task output::
 
-    <run>/ScoreScene/<method>-<scene>-<hash>/{scores.csv, per_view.csv, provenance.json}
+    <run>/ScoreScene/<method>-<scene>-<hash>/{scores.csv, per_view.csv, tsed_pairs.csv, provenance.json}
     <run>/GenerateViews/<...>/{transforms.json, images/, provenance.json}     the method's views
     <run>/FitNeRF/<...>/{transforms.json, images/, provenance.json}           NeRF renders at held-out cameras
     <run>/ScorePanorama/<method>-<scene>-<hash>/{scores.csv, per_pair.csv, provenance.json}   panoramas (no NeRF)
@@ -56,6 +56,9 @@ class MethodSceneResult:
     per_view_csv: Path | None = None
     #: ScorePanorama's per-pair table (overlap PSNR by distance from the input view); set for panoramas only.
     per_pair_csv: Path | None = None
+    #: ScoreScene's per-pair TSED table (verdict, matches, median error by distance), when the run wrote it (runs
+    #: of an nvsc older than the file lack it). Panoramas keep theirs in `per_pair_csv`.
+    tsed_pairs_csv: Path | None = None
 
     @property
     def panorama(self) -> bool:
@@ -131,14 +134,15 @@ def result_from_score_folder(score_folder: Path, root: Path) -> MethodSceneResul
     for path in required:
         if not path.is_file():
             raise InvalidInputError(path, "does not exist", "copy the whole run folder, or rerun `nvsc run` on it")
-    per_view = score_folder / "per_view.csv"
+    per_view, tsed_pairs = score_folder / "per_view.csv", score_folder / "tsed_pairs.csv"
     generation = read_provenance(views).get("parameters", {})
     weight = generation.get("guidance_weight")
     return MethodSceneResult(scene=str(parameters["scene"]), method=str(parameters["method"]), scores_csv=scores,
                              views_folder=views, renders_folder=renders,
                              input_view=int(generation.get("input_view", 0)),
                              guidance_weight=float(weight) if weight is not None else None,
-                             per_view_csv=per_view if per_view.is_file() else None, per_pair_csv=per_pair)
+                             per_view_csv=per_view if per_view.is_file() else None, per_pair_csv=per_pair,
+                             tsed_pairs_csv=tsed_pairs if tsed_pairs.is_file() else None)
 
 
 def set_score_files(folder: Path) -> list[Path]:

@@ -19,8 +19,9 @@ import pandas as pd
 import torch
 
 from reports import weights
+from reports.error_accumulation import tsed_pairs_by_distance
 from reports.metrics import per_view_scores
-from reports.tsed import TSEDConfig, tsed
+from reports.tsed import TSEDConfig
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
 
@@ -94,8 +95,11 @@ def _lpips_scorer(config: ScoringConfig):
 
 
 def score_scene(views: MultiViewScene, renders: MultiViewScene, truth: MultiViewScene, input_view: int, *,
-                method: str, scene: str, config: ScoringConfig = ScoringConfig()) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-scene means (tidy: method, scene, metric, value, missing) and per-view scores of one scene and method.
+                method: str, scene: str, config: ScoringConfig = ScoringConfig()
+                ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Per-scene means (tidy: method, scene, metric, value, missing), per-view scores and TSED's per-pair table
+    (`reports.error_accumulation.tsed_pairs_by_distance`: verdict, matches, median error and the pair's distance
+    from the input view) of one scene and method.
 
     consistency_*: NeRF renders at the held-out cameras against the method's own views there (3DiM Sec. 5.2:
     a NeRF without view dependence reproduces held-out views only as far as the views agree in 3D).
@@ -120,9 +124,10 @@ def score_scene(views: MultiViewScene, renders: MultiViewScene, truth: MultiView
              .melt(id_vars="kind", var_name="score", value_name="value"))
     rows = pd.DataFrame({"metric": means["kind"] + "_" + means["score"], "value": means["value"]})
     rows["missing"] = np.where(means["score"] == "lpips", lpips_missing, "")
-    rows.loc[len(rows)] = ["tsed", tsed(views.images, views.cameras, config.tsed), ""]
+    pairs = tsed_pairs_by_distance(views, input_view, method=method, scene=scene, config=config.tsed)
+    rows.loc[len(rows)] = ["tsed", float(pairs["consistent"].mean()), ""]  # TSED: the consistent pairs' fraction
     tidy = rows.assign(method=method, scene=scene)[SCENE_COLUMNS]
-    return tidy, per_view
+    return tidy, per_view, pairs
 
 
 def _stack(scenes: list[MultiViewScene], truths: list[MultiViewScene], input_view: int

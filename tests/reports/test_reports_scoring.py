@@ -14,7 +14,7 @@ import trimesh
 from reports.fid import cached_inception, frechet_distance, inception_features, kernel_inception_distance
 from reports.lpips_score import cached_lpips, lpips_distance
 from reports.scoring import SCENE_COLUMNS, SET_COLUMNS, ScoringConfig, score_method_set, score_scene
-from reports.tsed import tsed
+from reports.tsed import tsed, tsed_pairs
 from reports.weights import WeightsMissingError
 from scenes.cameras import Cameras, Intrinsics, look_at
 from scenes.render import render_mesh
@@ -57,8 +57,8 @@ def _value(tidy: pd.DataFrame, metric: str) -> float:
 
 def test_without_weights_lpips_is_missing_and_the_rest_is_scored(scenes, tmp_path):
     views, renders, truth = scenes[0]
-    tidy, per_view = score_scene(views, renders, truth, INPUT_VIEW, method="xunet/stochastic@3", scene="s0",
-                                 config=ScoringConfig(weights_dir=tmp_path))
+    tidy, per_view, pairs = score_scene(views, renders, truth, INPUT_VIEW, method="xunet/stochastic@3", scene="s0",
+                                        config=ScoringConfig(weights_dir=tmp_path))
     assert list(tidy.columns) == SCENE_COLUMNS
     assert tidy["metric"].tolist() == ["consistency_psnr", "fidelity_psnr", "consistency_ssim", "fidelity_ssim",
                                        "consistency_lpips", "fidelity_lpips", "tsed"]
@@ -71,12 +71,21 @@ def test_without_weights_lpips_is_missing_and_the_rest_is_scored(scenes, tmp_pat
     consistency = per_view[per_view["kind"] == "consistency"]
     assert consistency["view"].tolist() == HELDOUT and consistency["lpips"].isna().all()
     assert _value(tidy, "consistency_psnr") == pytest.approx(consistency["psnr"].mean())
+    # TSED's per-pair table: the verdicts of tsed_pairs, consecutive pairs at the mean of their views' distances
+    # (4 views on an open arc read as a ring of 4: view i lies min(i, 4 - i) views from the input view 0).
+    reference = tsed_pairs(views.images, views.cameras)
+    assert pairs[["first", "second"]].values.tolist() == [[0, 1], [1, 2], [2, 3]]
+    assert pairs["matches"].tolist() == [p.matches for p in reference]
+    assert pairs["consistent"].tolist() == [p.consistent for p in reference]
+    np.testing.assert_array_equal(pairs["median_sed"], [p.median_error for p in reference])
+    assert pairs["index_distance"].tolist() == [0.5, 1.5, 1.5] and pairs["step"].tolist() == [1.0, 1.5, 2.5]
+    assert _value(tidy, "tsed") == pairs["consistent"].mean()
 
 
 def test_missing_reason_survives_a_csv_round_trip(scenes, tmp_path):
     views, renders, truth = scenes[0]
-    tidy, _ = score_scene(views, renders, truth, INPUT_VIEW, method="noise", scene="s0",
-                          config=ScoringConfig(weights_dir=tmp_path))
+    tidy, *_ = score_scene(views, renders, truth, INPUT_VIEW, method="noise", scene="s0",
+                           config=ScoringConfig(weights_dir=tmp_path))
     tidy.to_csv(tmp_path / "scores.csv", index=False)
     back = pd.read_csv(tmp_path / "scores.csv", keep_default_na=False, na_values=[""])
     assert back["missing"].fillna("").tolist() == tidy["missing"].tolist()
@@ -95,8 +104,8 @@ def test_strict_mode_refuses_missing_weights(scenes, tmp_path):
 def test_with_weights_lpips_equals_the_direct_computation(scenes):
     cache = random_weights_cache()
     views, renders, truth = scenes[0]
-    tidy, _ = score_scene(views, renders, truth, INPUT_VIEW, method="noise", scene="s0",
-                          config=ScoringConfig(weights_dir=cache))
+    tidy, *_ = score_scene(views, renders, truth, INPUT_VIEW, method="noise", scene="s0",
+                           config=ScoringConfig(weights_dir=cache))
     assert (tidy["missing"] == "").all()
     as_batch = lambda images: torch.from_numpy(images).permute(0, 3, 1, 2)  # noqa: E731
     network = cached_lpips("alex", str(cache))
@@ -107,8 +116,8 @@ def test_with_weights_lpips_equals_the_direct_computation(scenes):
 def test_ground_truth_has_no_fidelity_rows(scenes, tmp_path):
     _, _, truth = scenes[0]
     renders = truth.subset([1, 3])
-    tidy, _ = score_scene(truth, renders, truth, INPUT_VIEW, method="ground_truth", scene="s0",
-                          config=ScoringConfig(weights_dir=tmp_path))
+    tidy, *_ = score_scene(truth, renders, truth, INPUT_VIEW, method="ground_truth", scene="s0",
+                           config=ScoringConfig(weights_dir=tmp_path))
     assert not tidy["metric"].str.startswith("fidelity").any()
     assert math.isinf(_value(tidy, "consistency_psnr"))
     assert score_method_set([truth], [truth], INPUT_VIEW, method="ground_truth").empty
