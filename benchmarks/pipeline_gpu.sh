@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# The GPU benchmark configuration of both tasks, end to end through the Luigi pipeline on one GPU:
+# objects (configs/gpu-objects.cfg) and panoramas (configs/gpu-panorama.cfg) at 64x64 with the GPU presets
+# 3dim-64 and mvd-64, run side by side so that one's CPU stages (start, rendering, scoring, report) overlap the
+# other's GPU stages. Prints the wall time of each, a table of the time per stage, and where the reports are.
+#
+#   benchmarks/pipeline_gpu.sh [luigi overrides for both runs, e.g. --TrainGenerator-steps 100]
+#
+# Needs only `python3` with the packages importable (PYTHON=... picks another interpreter; `make gpu-benchmark`
+# passes the project's venv). Output: $NVSC_GPU_ROOT (default runs-gpu/): the task folders, the two logs
+# objects.log and panorama.log, and the reports runs-gpu/BuildReport/report-{procedural,panorama}-<hash>/.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+ROOT=${NVSC_GPU_ROOT:-runs-gpu}
+OBJECT_WORKERS=${OBJECT_WORKERS:-6}
+PANORAMA_WORKERS=${PANORAMA_WORKERS:-4}
+# 10 worker processes on 16 cores: 2 OpenMP threads each for their CPU stages (TSED, rendering, NeRF set-up).
+export OMP_NUM_THREADS=${GPU_BENCHMARK_THREADS:-2}
+# Four trainings and up to ten other CUDA processes share the GPU's memory; growable segments keep each
+# process's cache from fragmenting as batch shapes change between stages.
+export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
+export PYTHONUNBUFFERED=1
+mkdir -p "$ROOT"
+
+run() {  # run NAME WORKERS CONFIG [overrides]: one `nvsc run`, its output in $ROOT/NAME.log, its wall time after it
+  local name=$1 workers=$2 config=$3; shift 3
+  local start=$SECONDS status
+  "$PYTHON" -m pipeline.cli run --workers "$workers" --config "$config" --nvsc-output-root "$ROOT" "$@" \
+    > "$ROOT/$name.log" 2>&1
+  status=$?
+  echo "gpu-benchmark: $name finished with status $status after $((SECONDS - start)) s" | tee -a "$ROOT/$name.log"
+  return $status
+}
+
+echo "gpu-benchmark: $(date -u '+%F %T') UTC; logs in $ROOT/objects.log and $ROOT/panorama.log"
+"$PYTHON" -c "import torch; print('gpu-benchmark: torch', torch.__version__, 'on',
+torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'the CPU (no CUDA device)')"
+start=$SECONDS
+run objects "$OBJECT_WORKERS" configs/gpu-objects.cfg "$@" &
+objects=$!
+run panorama "$PANORAMA_WORKERS" configs/gpu-panorama.cfg "$@" &
+panorama=$!
+wait $objects; objects_status=$?
+wait $panorama; panorama_status=$?
+echo "gpu-benchmark: both tasks done after $((SECONDS - start)) s in all"
+
+"$PYTHON" benchmarks/pipeline_stages.py "$ROOT/objects.log" "$ROOT/panorama.log"
+for name in objects panorama; do
+  echo; echo "== $name =="
+  if grep -q "^Report page:" "$ROOT/$name.log"; then
+    sed -n '/^nvsc: done/,$p' "$ROOT/$name.log"
+  else
+    tail -n 40 "$ROOT/$name.log"
+  fi
+done
+echo; echo "gpu-benchmark: the reports of both tasks (objects, then panoramas):"
+grep -h "^Report page:" "$ROOT/objects.log" "$ROOT/panorama.log"
+[ "$objects_status" -eq 0 ] && [ "$panorama_status" -eq 0 ]
