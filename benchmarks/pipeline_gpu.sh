@@ -34,8 +34,26 @@ run() {  # run NAME WORKERS CONFIG [overrides]: one `nvsc run`, its output in $R
 }
 
 echo "gpu-benchmark: $(date -u '+%F %T') UTC; logs in $ROOT/objects.log and $ROOT/panorama.log"
-"$PYTHON" -c "import torch; print('gpu-benchmark: torch', torch.__version__, 'on',
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'the CPU (no CUDA device)')"
+# Every module a stage imports, checked before any work: a missing one would otherwise fail a late stage (the
+# report's pandas and matplotlib, TSED's OpenCV) after minutes of GPU time. Without Embree the renderer falls
+# back to a pure-numpy intersector about 100 times slower.
+"$PYTHON" - <<'PREFLIGHT' || exit 1
+import importlib, sys
+modules = ["torch", "torchvision", "triton", "numpy", "pandas", "matplotlib", "PIL", "cv2", "luigi", "trimesh",
+           "trimesh.ray.ray_pyembree", "safetensors", "torchmetrics", "lpips", "torch_fidelity", "nerfstudio",
+           "tabulate", "tqdm", "pipeline.tasks", "generators.generate", "nerf.fit", "reports.assemble"]
+missing = []
+for name in modules:
+    try:
+        importlib.import_module(name)
+    except Exception as error:  # an import that fails for any reason stops a stage just the same
+        missing.append(f"{name} ({type(error).__name__}: {error})")
+if missing:
+    sys.exit("gpu-benchmark: cannot run, these imports fail:\n  " + "\n  ".join(missing))
+import torch
+device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "the CPU (no CUDA device: slow)"
+print(f"gpu-benchmark: torch {torch.__version__} on {device}")
+PREFLIGHT
 start=$SECONDS
 run objects "$OBJECT_WORKERS" configs/gpu-objects.cfg "$@" &
 objects=$!
