@@ -59,9 +59,23 @@ run objects "$OBJECT_WORKERS" configs/gpu-objects.cfg "$@" &
 objects=$!
 run panorama "$PANORAMA_WORKERS" configs/gpu-panorama.cfg "$@" &
 panorama=$!
+# GPU memory and utilisation every 5 s while both run: where the time went, and how close the four trainings
+# came to the memory.
+monitor=
+if command -v nvidia-smi > /dev/null; then
+  nvidia-smi --query-gpu=timestamp,memory.used,memory.total,utilization.gpu --format=csv,noheader,nounits -l 5 \
+    > "$ROOT/gpu.csv" 2> /dev/null &
+  monitor=$!
+fi
 wait $objects; objects_status=$?
 wait $panorama; panorama_status=$?
 echo "gpu-benchmark: both tasks done after $((SECONDS - start)) s in all"
+if [ -n "$monitor" ]; then
+  kill "$monitor" 2> /dev/null
+  awk -F', ' '{ if ($2 > peak) peak = $2; total = $3; busy += $4; n++ }
+    END { if (n) printf "gpu-benchmark: GPU memory peak %d of %d MiB, mean utilisation %.0f%% (%d samples, %s/gpu.csv)\n",
+          peak, total, busy / n, n, root }' root="$ROOT" "$ROOT/gpu.csv"
+fi
 
 "$PYTHON" benchmarks/pipeline_stages.py "$ROOT/objects.log" "$ROOT/panorama.log"
 for name in objects panorama; do
