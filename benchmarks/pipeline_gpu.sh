@@ -73,8 +73,8 @@ echo "gpu-benchmark: both tasks done after $((SECONDS - start)) s in all"
 if [ -n "$monitor" ]; then
   kill "$monitor" 2> /dev/null
   awk -F', ' '{ if ($2 > peak) peak = $2; total = $3; busy += $4; n++ }
-    END { if (n) printf "gpu-benchmark: GPU memory peak %d of %d MiB, mean utilisation %.0f%% (%d samples, %s/gpu.csv)\n",
-          peak, total, busy / n, n, root }' root="$ROOT" "$ROOT/gpu.csv"
+    END { if (n) printf "gpu-benchmark: GPU memory peak %d of %d MiB, mean utilisation %.0f%% (%d samples, %s)\n",
+          peak, total, busy / n, n, FILENAME }' "$ROOT/gpu.csv"
 fi
 
 "$PYTHON" benchmarks/pipeline_stages.py "$ROOT/objects.log" "$ROOT/panorama.log"
