@@ -17,8 +17,8 @@ OBJECT_WORKERS=${OBJECT_WORKERS:-6}
 PANORAMA_WORKERS=${PANORAMA_WORKERS:-4}
 # 10 worker processes on 16 cores: 2 OpenMP threads each for their CPU stages (TSED, rendering, NeRF set-up).
 export OMP_NUM_THREADS=${GPU_BENCHMARK_THREADS:-2}
-# Four trainings and up to ten other CUDA processes share the GPU's memory; growable segments keep each
-# process's cache from fragmenting as batch shapes change between stages.
+# Up to ten CUDA processes (one per worker, four of them trainings at first) share the GPU's memory; growable
+# segments keep each process's cache from fragmenting as batch shapes change between stages.
 export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
 export PYTHONUNBUFFERED=1
 mkdir -p "$ROOT"
