@@ -2,6 +2,7 @@
 #   make demo   build .venv, run the pipeline on procedural objects, then on procedural panorama rooms
 #               (configs/panorama.cfg), print where both reports are
 #   make test   build .venv, run the test suite
+#   make gpu-benchmark   both tasks at 64x64 with the GPU presets on one GPU (configs/gpu-*.cfg), side by side
 PYTHON ?= python3
 # A failing `nvsc run` must fail the target even though its output goes through `tee`.
 SHELL := /bin/bash
@@ -14,7 +15,7 @@ BIN := $(VENV)/bin
 # torch first, pinned, so pip takes the build already on this machine's disk instead of downloading a newer one.
 TORCH := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: demo test venv clean-runs
+.PHONY: demo test venv clean-runs gpu-benchmark
 
 venv: $(VENV)/.installed
 
@@ -31,6 +32,11 @@ demo: venv
 	$(BIN)/nvsc run --workers $(WORKERS) --config configs/panorama.cfg | tee runs/demo-panorama.txt
 	@echo; echo "nvsc demo: the reports of both tasks (objects, then panoramas):"
 	@grep -h "^Report page:" runs/demo-objects.txt runs/demo-panorama.txt
+
+# Both tasks with the GPU presets 3dim-64 and mvd-64 at 64x64 (configs/gpu-objects.cfg, configs/gpu-panorama.cfg),
+# side by side on one GPU; prints the time per stage and where both reports are (runs-gpu/BuildReport/).
+gpu-benchmark: venv
+	PYTHON=$(BIN)/python benchmarks/pipeline_gpu.sh
 
 test: venv
 	$(BIN)/python -m pytest -q --durations=15
