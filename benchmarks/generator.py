@@ -65,16 +65,18 @@ def reset_peak() -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
-def train_variant(config, pairs, batch: int, precision: str, channels_last: bool, compile: bool,
+def train_variant(config, pairs, batch: int, precision: str, channels_last: bool, compile: bool, cuda_graphs: bool,
                   grad_accumulation: int, steps: int, warmup: int) -> dict:
     """images/s and peak GiB of `steps` training steps after `warmup` steps (compilation happens there)."""
     reset_peak()
     run = TrainingRun(config, TrainConfig(batch_size=batch, precision=precision, channels_last=channels_last,
-                                          compile=compile, grad_accumulation=grad_accumulation,
+                                          compile=compile, cuda_graphs=cuda_graphs,
+                                          grad_accumulation=grad_accumulation,
                                           warmup_steps=10, steps=10 ** 9), DEVICE)
     for _ in range(warmup):
         run.train_step(pairs.sample(batch, run.data_generator))
-    reset_peak()
+    if not cuda_graphs:  # CUDA graphs allocate their memory pool while warm-up records them: keep it in the peak
+        reset_peak()
     start = synchronize()
     for _ in range(steps):
         loss = run.train_step(pairs.sample(batch, run.data_generator))
@@ -219,7 +221,7 @@ def main() -> int:
         parts = variant.split("+")
         accumulation = [int(part[3:]) for part in parts if part.startswith("acc")]
         return {"precision": parts[0], "channels_last": "cl" in parts, "compile": "compile" in parts,
-                "grad_accumulation": accumulation[0] if accumulation else 1}
+                "cuda_graphs": "graphs" in parts, "grad_accumulation": accumulation[0] if accumulation else 1}
 
     runs = [(32, v) for v in args.variants.split(",")]
     runs += [(args.big_batch, args.big_variant)] if args.big_variant != "none" else []

@@ -78,6 +78,9 @@ class TrainConfig:
     6% slower with NHWC there, see reports/benchmarks/generator.md)."""
     compile: bool = False
     """Compile the model with torch.compile (fuses GroupNorm, FiLM and SiLU; the first steps take minutes)."""
+    cuda_graphs: bool = False
+    """With `compile` on CUDA: replay the compiled forward and backward as CUDA graphs (Inductor's cudagraph trees,
+    torch.compile's "reduce-overhead"), which removes the host's launch time between kernels; one process only."""
     log_every: int = 50
     """Steps between log lines and TensorBoard scalars (each costs one host synchronisation)."""
     resume: bool = True
@@ -96,6 +99,9 @@ class TrainConfig:
             raise InvalidInputError("TrainConfig.ema_decay", f"is {self.ema_decay}", "use a number in [0, 1)")
         if self.warmup_steps < 0 or self.log_every < 1:
             raise InvalidInputError("TrainConfig", "warmup_steps must be >= 0 and log_every >= 1", "fix the config")
+        if self.cuda_graphs and not self.compile:
+            raise InvalidInputError("TrainConfig.cuda_graphs", "is set without compile (the graphs are captured "
+                                    "from the compiled step)", "set compile = true too, or cuda_graphs = false")
         if self.architecture not in ARCHITECTURES:
             raise InvalidInputError("TrainConfig.architecture", f"unknown architecture {self.architecture!r}",
                                     f"use one of: {', '.join(ARCHITECTURES)}")
@@ -221,12 +227,15 @@ class TrainingRun:
         if group.distributed:
             self.forward = self.model_for_sync = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
+        if train_config.cuda_graphs and (device.type != "cuda" or group.distributed):
+            raise InvalidInputError("TrainConfig.cuda_graphs", f"needs one CUDA process (device {device}, "
+                                    f"{group.world_size} processes)", "set cuda_graphs = false here")
         if train_config.compile:
             # Inductor decides per graph whether to keep convolution activations channels-last, and it counts only
             # forward convolutions: the backward graph then hands cuDNN NCHW gradients, and every
             # convolution_backward copies them to NHWC and back (123 copies, 13 ms of a 123 ms step for 3dim-64 at
             # batch 32 on an H100; reports/benchmarks/generator.md). Forcing the layout choice covers both graphs.
-            options = {"force_layout_optimization": True} if channels_last else None
+            options = {"force_layout_optimization": channels_last, "triton.cudagraphs": train_config.cuda_graphs}
             self.forward = torch.compile(self.forward, options=options)
         torch.manual_seed(_dropout_seed(train_config.seed, 0, group.rank))
 
@@ -253,6 +262,8 @@ class TrainingRun:
                     else contextlib.nullcontext())
         noise = self.draw_noise(batch)
         self.optimizer.zero_grad(set_to_none=True)
+        if self.config.cuda_graphs:  # a new step: the graphs may reuse the memory of the last step's outputs
+            torch.compiler.cudagraph_mark_step_begin()
         # Gradient accumulation: equal micro-batches, each loss weighted 1 / count, sum to the whole batch's mean.
         count, total = self.config.grad_accumulation, torch.zeros((), device=self.device)
         share = (self.rows.stop - self.rows.start) // count
