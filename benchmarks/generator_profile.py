@@ -108,7 +108,8 @@ def main() -> int:
         torch.cuda.synchronize()
     by_category, by_kernel, calls = collections.Counter(), collections.Counter(), collections.Counter()
     for event in profiler.events():
-        if event.device_type.name != "CUDA":
+        # Inductor's "## Call CompiledFxGraph ##" ranges show up as device events too: spans, not kernels.
+        if event.device_type.name != "CUDA" or event.name.startswith("##"):
             continue
         name, microseconds = event.name[:110], event.device_time_total
         by_category[category(name)] += microseconds

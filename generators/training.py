@@ -78,9 +78,11 @@ class TrainConfig:
     6% slower with NHWC there, see reports/benchmarks/generator.md)."""
     compile: bool = False
     """Compile the model with torch.compile (fuses GroupNorm, FiLM and SiLU; the first steps take minutes)."""
-    cuda_graphs: bool = False
-    """With `compile` on CUDA: replay the compiled forward and backward as CUDA graphs (Inductor's cudagraph trees,
-    torch.compile's "reduce-overhead"), which removes the host's launch time between kernels; one process only."""
+    cuda_graphs: bool | None = None
+    """Replay the compiled forward and backward as CUDA graphs (Inductor's cudagraph trees, torch.compile's
+    "reduce-overhead"): the host no longer launches each kernel. None = with `compile` in a single CUDA process
+    (1.24x the images/s of compiling alone for 3dim-64 on an H100, reports/benchmarks/generator.md); True needs
+    `compile`, CUDA and one process."""
     log_every: int = 50
     """Steps between log lines and TensorBoard scalars (each costs one host synchronisation)."""
     resume: bool = True
@@ -99,7 +101,7 @@ class TrainConfig:
             raise InvalidInputError("TrainConfig.ema_decay", f"is {self.ema_decay}", "use a number in [0, 1)")
         if self.warmup_steps < 0 or self.log_every < 1:
             raise InvalidInputError("TrainConfig", "warmup_steps must be >= 0 and log_every >= 1", "fix the config")
-        if self.cuda_graphs and not self.compile:
+        if self.cuda_graphs is True and not self.compile:
             raise InvalidInputError("TrainConfig.cuda_graphs", "is set without compile (the graphs are captured "
                                     "from the compiled step)", "set compile = true too, or cuda_graphs = false")
         if self.architecture not in ARCHITECTURES:
@@ -227,15 +229,17 @@ class TrainingRun:
         if group.distributed:
             self.forward = self.model_for_sync = DistributedDataParallel(
                 self.model, device_ids=[device.index] if device.type == "cuda" else None)
-        if train_config.cuda_graphs and (device.type != "cuda" or group.distributed):
+        single_cuda = device.type == "cuda" and not group.distributed
+        if train_config.cuda_graphs is True and not single_cuda:
             raise InvalidInputError("TrainConfig.cuda_graphs", f"needs one CUDA process (device {device}, "
                                     f"{group.world_size} processes)", "set cuda_graphs = false here")
+        self.cuda_graphs = train_config.compile and train_config.cuda_graphs is not False and single_cuda
         if train_config.compile:
             # Inductor decides per graph whether to keep convolution activations channels-last, and it counts only
             # forward convolutions: the backward graph then hands cuDNN NCHW gradients, and every
             # convolution_backward copies them to NHWC and back (123 copies, 13 ms of a 123 ms step for 3dim-64 at
             # batch 32 on an H100; reports/benchmarks/generator.md). Forcing the layout choice covers both graphs.
-            options = {"force_layout_optimization": channels_last, "triton.cudagraphs": train_config.cuda_graphs}
+            options = {"force_layout_optimization": channels_last, "triton.cudagraphs": self.cuda_graphs}
             self.forward = torch.compile(self.forward, options=options)
         torch.manual_seed(_dropout_seed(train_config.seed, 0, group.rank))
 
@@ -262,7 +266,7 @@ class TrainingRun:
                     else contextlib.nullcontext())
         noise = self.draw_noise(batch)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.config.cuda_graphs:  # a new step: the graphs may reuse the memory of the last step's outputs
+        if self.cuda_graphs:  # a new step: the graphs may reuse the memory of the last step's outputs
             torch.compiler.cudagraph_mark_step_begin()
         # Gradient accumulation: equal micro-batches, each loss weighted 1 / count, sum to the whole batch's mean.
         count, total = self.config.grad_accumulation, torch.zeros((), device=self.device)

@@ -94,6 +94,18 @@ def test_train_config_rejects_bad_values_before_training():
         TrainConfig(steps=0)
     with pytest.raises(InvalidInputError, match="ema_decay"):
         TrainConfig(ema_decay=1.0)
+    with pytest.raises(InvalidInputError, match="cuda_graphs.*without compile"):
+        TrainConfig(cuda_graphs=True)
+
+
+def test_cuda_graphs_are_asked_for_only_where_they_can_run():
+    from generators.training import TrainingRun
+
+    cpu = torch.device("cpu")
+    # The default replays graphs only for a compiled step in one CUDA process: on the CPU it stays off.
+    assert not TrainingRun(MICRO, TrainConfig(steps=1, batch_size=2, compile=True), cpu).cuda_graphs
+    with pytest.raises(InvalidInputError, match="cuda_graphs.*one CUDA process"):
+        TrainingRun(MICRO, TrainConfig(steps=1, batch_size=2, compile=True, cuda_graphs=True), cpu)
 
 
 def test_device_pair_batches_draw_the_pairs_of_view_pairs():
