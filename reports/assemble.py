@@ -44,15 +44,17 @@ SCATTER_PAIRS = (("fidelity_psnr", "consistency_psnr"), ("fidelity_fid", "consis
 #: Per-view or per-pair scores drawn one per figure against the distance from the input view, in this order when
 #: present; the first present is also drawn against the generation step and at the loop's two ends.
 ACCUMULATION_METRICS = ("overlap_psnr", "fidelity_psnr", "fidelity_ssim")
-#: Consistency scores drawn against the distance as one figure of panels each: file stem -> (metrics, caption).
+#: Consistency scores drawn against the distance as one figure of panels each: file stem -> (name, metrics,
+#: caption).
 ACCUMULATION_PANELS = {
-    "consistency": (("consistency_psnr", "consistency_ssim"),
+    "consistency": ("NeRF consistency score", ("consistency_psnr", "consistency_ssim"),
                     "3DiM's NeRF score of each held-out view (the NeRF fitted on the method's other views, rendered "
                     "at the view's camera, against the view)"),
-    "tsed": (("tsed", "tsed_matches", "tsed_median_sed"),
+    "tsed": ("TSED", ("tsed", "tsed_matches", "tsed_median_sed"),
              "TSED per pair of consecutive views: the verdict (its mean is the fraction of consistent pairs), SIFT "
              "matches and their median symmetric epipolar distance; a pair at the mean distance of its two views"),
-    "rotation_tsed": (("rotation_tsed", "rotation_tsed_matches", "rotation_tsed_median_transfer_error"),
+    "rotation_tsed": ("rotation-only TSED", ("rotation_tsed", "rotation_tsed_matches",
+                                             "rotation_tsed_median_transfer_error"),
                       "rotation-only TSED per pair of neighbouring views: the verdict (its mean is the fraction of "
                       "consistent pairs), SIFT matches in the overlap and their median transfer error; a pair at "
                       "the mean distance of its two views"),
@@ -333,13 +335,13 @@ def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path, n
     present = set(curve["metric"])
     metrics = [m for m in ACCUMULATION_METRICS if m in present]
     images = []
-    for stem, (panel_metrics, caption) in ACCUMULATION_PANELS.items():
+    for stem, (name, panel_metrics, caption) in ACCUMULATION_PANELS.items():
         drawn = [m for m in panel_metrics if m in present]
         if drawn:
             path = plot_panels_by_distance(_in_order(curve, order), drawn,
                                            folder / "figures" / f"accumulation_{stem}.png",
-                                           f"{drawn[0]} against distance from the input view")
-            images.append(PageImage(f"{drawn[0]} against the distance from the input view: {caption} (mean over "
+                                           f"{name} against distance from the input view")
+            images.append(PageImage(f"{name} against the distance from the input view: {caption} (mean over "
                                     "scenes, band: one standard deviation)", path))
     for metric in metrics:
         path = plot_error_by_distance(_in_order(curve, order), metric,

@@ -69,7 +69,7 @@ def test_panorama_report_through_nvsc_run(tmp_path):
 
     page = (report / "index.html").read_text()
     assert "Controls in order" in page and "Error accumulation and loop closure" in page
-    for metric in ("overlap_psnr", "rotation_tsed"):
+    for metric in ("overlap_psnr", "rotation-only TSED"):
         assert f"<figcaption>{metric} against the distance from the input view" in page
     assert (report / "figures" / "accumulation_rotation_tsed.png").is_file()
     table = pd.read_csv(report / "accumulation_by_distance.csv", index_col=["metric", "method"])

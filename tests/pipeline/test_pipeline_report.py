@@ -95,7 +95,7 @@ def test_report_shows_error_accumulation_from_cached_per_view_scores(tiny_pipeli
         pd.testing.assert_series_equal(rows["mean"], expected, check_names=False, check_index_type=False)
     page = (built / "index.html").read_text()
     assert "Error accumulation and loop closure" in page
-    for metric in ("fidelity_psnr", "consistency_psnr", "tsed"):
+    for metric in ("fidelity_psnr", "NeRF consistency score", "TSED"):
         assert f"<figcaption>{metric} against the distance from the input view" in page
     for name in ("loop_closure_fidelity_psnr.png", "accumulation_consistency.png", "accumulation_tsed.png"):
         assert (built / "figures" / name).is_file(), name

@@ -164,7 +164,7 @@ def test_report_draws_accumulation_and_loop_closure_without_torch(tmp_path):
     assert "<tr><td>consistency_psnr / noise</td><td>-</td><td>8.00</td><td>-</td><td>8.00</td></tr>" in page
     assert "<th>metric/method</th><th>d=0.5</th><th>d=1.5</th><th>d=2.5</th><th>d=3.5</th>" in page
     assert "<tr><td>tsed / xunet/stochastic</td><td>1.00</td><td>0.50</td><td>0.50</td><td>0.00</td></tr>" in page
-    for metric in ("fidelity_psnr", "fidelity_ssim", "consistency_psnr", "tsed"):
+    for metric in ("fidelity_psnr", "fidelity_ssim", "NeRF consistency score", "TSED"):
         assert f"<figcaption>{metric} against the distance from the input view" in page
     assert "lack tsed_pairs.csv" not in page
 
