@@ -75,7 +75,7 @@ class TrainConfig:
     """"bf16" (autocast, fp32 weights and optimizer), "fp32", or "auto": bf16 on CUDA, fp32 on the CPU."""
     channels_last: bool | None = None
     """NHWC activations; None = with `compile` on CUDA, the fastest pair measured on an H100 (eager PyTorch was
-    6% slower with NHWC there, see reports/benchmarks/generator.md)."""
+    slower with NHWC there: 137.5 against 160.4 images/s, see reports/benchmarks/generator.md)."""
     compile: bool = False
     """Compile the model with torch.compile (fuses GroupNorm, FiLM and SiLU; the first steps take minutes)."""
     cuda_graphs: bool | None = None
@@ -236,9 +236,9 @@ class TrainingRun:
         self.cuda_graphs = train_config.compile and train_config.cuda_graphs is not False and single_cuda
         if train_config.compile:
             # Inductor decides per graph whether to keep convolution activations channels-last, and it counts only
-            # forward convolutions: the backward graph then hands cuDNN NCHW gradients, and every
-            # convolution_backward copies them to NHWC and back (123 copies, 13 ms of a 123 ms step for 3dim-64 at
-            # batch 32 on an H100; reports/benchmarks/generator.md). Forcing the layout choice covers both graphs.
+            # forward convolutions: the backward graph then hands cuDNN NCHW gradients, which every
+            # convolution_backward first copies to NHWC (123 copies, 13 ms of a 123 ms step for 3dim-64 at batch 32
+            # on an H100; reports/benchmarks/generator.md). Forcing the layout choice covers both graphs.
             options = {"force_layout_optimization": channels_last, "triton.cudagraphs": self.cuda_graphs}
             self.forward = torch.compile(self.forward, options=options)
         torch.manual_seed(_dropout_seed(train_config.seed, 0, group.rank))
