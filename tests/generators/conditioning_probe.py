@@ -13,19 +13,32 @@ Run as a script to train a model on the toy task and print the two errors during
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python -m tests.generators.conditioning_probe --preset tiny --steps 300
     OMP_NUM_THREADS=1 PYTHONPATH=$PWD python -m tests.generators.conditioning_probe --arch concat_unet --steps 300
 
-Findings (2-core CPU, one thread, batch 16, warm-up 50; "L-4 0.418/0.418" = x0 MSE right/wrong view at logSNR -4):
+Findings (2-core CPU, one thread, batch 16, warm-up 50, seed 0; cells are x0 MSE with the right / another view):
 
-| model, task | steps, lr | L-4 right/wrong | L0 right/wrong |
-|---|---|---|---|
-| X-UNet `tiny` 32 px, copy, coarse 4 | 300, 2e-3 | 0.418 / 0.418 | 0.0220 / 0.0220 |
-| concat-UNet `tiny` 32 px, same | 300, 2e-3 | 0.256 / 0.616 | 0.0064 / 0.1702 |
-| X-UNet MICRO 8 px, copy, coarse 2 | 600, 2e-3 | 0.717 / 0.811 | 0.0737 / 0.0824 |
-| concat-UNet MICRO 8 px, same | 600, 2e-3 | 0.417 / 0.950 | 0.0387 / 0.2119 |
+| model, task | lr | logSNR | step 200 | 400 | 600 | 800 | 1000 | 1200 | 1400 |
+|---|---|---|---|---|---|---|---|---|---|
+| X-UNet `tiny` 32 px, copy | 2e-3 | -2 | .135/.135 | .105/.105 | .103/.103 | .094/.094 | .094/.096 | .053/.132 | .025/.178 |
+| concat-UNet `tiny` 32 px, copy | 2e-3 | -2 | .084/.376 (step 100: .143/.361, step 300: .047/.345) | | | | | | |
+| X-UNet `tiny` 16 px, copy | 2e-3 | -2 | .209/.210 | .178/.178 | .171/.171 | .156/.181 | | | |
 
-The X-UNet's only route from the conditioning frame to the target frame is cross-frame attention, which starts out
-uniform (every target pixel reads the mean of the conditioning frame's values, and GroupNorm has removed most of
-that mean) and must learn correspondences before the view helps; the concat-UNet reads the view per pixel from its
-first convolution. See `tests/generators/test_generators_conditioning.py`.
+So the X-UNet is not broken; it sits on a plateau. Its only route from the conditioning frame to the target frame is
+cross-frame attention, which starts out uniform (after 60 steps the cross-attention entropy is 4.09 nats of the
+log 64 = 4.16 of uniform weights over the 8x8 tokens): every target pixel then reads the mean of the conditioning
+frame's values, and GroupNorm has removed most of that mean. The view helps only once attention has learned
+correspondences, a slow second-order process (the attention logits get gradient only through the output
+projection, which starts at zero). The concat-UNet reads the view per pixel from its first convolution.
+
+Levers that did NOT shorten the plateau (same copy task; MICRO 8 px, 600 steps, logSNR -4, right/wrong; base
+.717/.811, concat-UNet .417/.950): lr 5e-4 .917/.928, lr 5e-3 .610/.733, `--variant no_zero_init_attention`
+.791/.807, `pos_octaves=8` .729/.751, `cond_dropout_prob=0` .777/.796, attention also at 8 px .720/.761, batch 32
+.618/.733, seed 1 .771/.796; on `tiny` at 16 px, 800 steps, logSNR -2: lr 5e-3 .169/.169 and
+`--variant no_zero_init` .173/.174 against .156/.181 at lr 2e-3. Two of 3DiM's own features that nvsc's X-UNet
+lacks, tried as throw-away patches: a learned per-pixel position embedding added to the pose embedding (3DiM's
+`use_pos_emb`; MICRO .702/.778, `tiny` 32 px at 300 steps .407/.407) and GroupNorm statistics over both frames
+(3DiM's flax GroupNorm over [B, F, H, W, C]; MICRO .764/.774).
+
+The demo's checkpoint (`tiny`, 400 steps on the procedural objects) measured with `--data <srn root>
+--checkpoint <folder>`: logSNR -4 .2833/.2836, -2 .1173/.1173 (wrong = another scene's view).
 """
 
 from __future__ import annotations
@@ -91,6 +104,22 @@ def x0_errors(model: torch.nn.Module, batch: dict[str, torch.Tensor], levels=LEV
     return rows
 
 
+def dataset_batches(root: str, size: int, device: torch.device):
+    """(training pair sampler, a probe batch of 32 pairs of the val/test scenes) of an SRN-layout dataset; the probe's
+    wrong view (`torch.roll` over the batch) is then another scene's view."""
+    from generators.view_pairs import DevicePairBatches, ViewPairs
+    from scenes.srn import list_srn_instances, read_srn_instance
+
+    train = DevicePairBatches(ViewPairs([read_srn_instance(f) for f in list_srn_instances(root, "train")], size),
+                              device)
+    held = [read_srn_instance(f) for split in ("val", "test") for f in list_srn_instances(root, split)]
+    probe = DevicePairBatches(ViewPairs(held, size), device)
+    index = torch.arange(32) * probe.num_pairs // 32  # spread over the held-out scenes, scene after scene
+    batch = probe.sample(probe.num_pairs, torch.Generator(device).manual_seed(0))  # all pairs, shuffled
+    order = torch.randperm(probe.num_pairs, generator=torch.Generator().manual_seed(0))
+    return train, {name: tensor[order][index.sort().values] for name, tensor in batch.items()}
+
+
 def _apply_variant(run, variant: str) -> None:
     """Experimental changes for the ablation (not in the library): see --variant."""
     from generators.xunet import AttnBlock, ResnetBlock
@@ -119,6 +148,8 @@ def main() -> None:
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="XUNetConfig field=python literal")
+    parser.add_argument("--data", default=None, help="an SRN-layout dataset: its view pairs instead of the copy task")
+    parser.add_argument("--checkpoint", default=None, help="only measure this checkpoint folder's EMA on --data")
     parser.add_argument("--variant", default="none", choices=["none", "no_zero_init_attention", "no_zero_init"])
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -133,15 +164,27 @@ def main() -> None:
     config = dataclasses.replace(config, **changes)
     train = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup, device="cpu",
                         architecture=args.arch, seed=args.seed)
+    if args.checkpoint:
+        from generators.checkpoint import load_checkpoint
+        model, config = load_checkpoint(args.checkpoint, torch.device("cpu"), use_ema=True)
+        _, probe = dataset_batches(args.data, config.image_size, torch.device("cpu"))
+        for level, right, wrong in x0_errors(model, probe):
+            print(f"{args.checkpoint}: logSNR {level:+.0f}: x0 MSE right view {right:.4f}, another scene's {wrong:.4f}")
+        return
     run = TrainingRun(config, train, torch.device("cpu"))
     _apply_variant(run, args.variant)
     data = torch.Generator().manual_seed(args.seed + 10)
-    probe = copy_batch(32, args.size, torch.Generator().manual_seed(999), args.coarse)
+    if args.data:
+        pairs, probe = dataset_batches(args.data, args.size, torch.device("cpu"))
+        draw = lambda: pairs.sample(args.batch, data)  # noqa: E731
+    else:
+        probe = copy_batch(32, args.size, torch.Generator().manual_seed(999), args.coarse)
+        draw = lambda: copy_batch(args.batch, args.size, data, args.coarse)  # noqa: E731
     print(f"# {args.arch} {args.preset} {changes} variant={args.variant} parameters={run.parameter_count()} "
           f"lr={args.lr} batch={args.batch}")
     start, losses = time.perf_counter(), []
     for step in range(1, args.steps + 1):
-        losses.append(run.train_step(copy_batch(args.batch, args.size, data, args.coarse)).item())
+        losses.append(run.train_step(draw()).item())
         if step % args.eval_every == 0 or step == args.steps:
             cells = " ".join(f"L{level:+.0f} {right:.4f}/{wrong:.4f}"
                              for level, right, wrong in x0_errors(run.model, probe))

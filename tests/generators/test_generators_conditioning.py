@@ -65,14 +65,16 @@ def test_conditioning_is_dropped_at_the_configured_rate():
 
 def test_briefly_trained_xunet_uses_its_conditioning_view_on_a_copy_task():
     # Copy task (target = conditioning view, same camera; conditioning_probe.py). Fresh, the model ignores the view
-    # (zero-initialised output); after a few hundred steps the x0 estimate at high noise must be clearly better with
-    # the right view than with another example's. A model that cannot route the view (e.g. cross-attention
-    # reading the wrong frame) keeps the two errors equal.
+    # (zero-initialised output, right and wrong view give equal errors); after 700 steps its x0 estimate at mid noise
+    # must be better with the right view than with another example's. Seeds 0 to 3 of the probe gave mean ratios 0.52,
+    # 0.54, 0.92 and 0.47; a model that cannot route the view (cross-attention reading its own frame) stays at 1.0.
     train = TrainConfig(steps=700, batch_size=16, lr=5e-3, warmup_steps=50, device="cpu")
     run = TrainingRun(MICRO, train, torch.device("cpu"))
     data = torch.Generator().manual_seed(10)
     probe = copy_batch(32, 8, torch.Generator().manual_seed(999), coarse=2)
+    before = x0_errors(run.model, probe, levels=(-4.0, -2.0, 0.0))
+    assert all(right == wrong for _, right, wrong in before)
     for _ in range(train.steps):
         run.train_step(copy_batch(16, 8, data, coarse=2))
-    (_, right, wrong), = x0_errors(run.model, probe, levels=(-4.0,))
-    assert right < 0.9 * wrong, (right, wrong)
+    ratios = [right / wrong for _, right, wrong in x0_errors(run.model, probe, levels=(-4.0, -2.0, 0.0))]
+    assert sum(ratios) / len(ratios) < 0.95, ratios
