@@ -37,8 +37,12 @@ lacks, tried as throw-away patches: a learned per-pixel position embedding added
 `use_pos_emb`; MICRO .702/.778, `tiny` 32 px at 300 steps .407/.407) and GroupNorm statistics over both frames
 (3DiM's flax GroupNorm over [B, F, H, W, C]; MICRO .764/.774).
 
-The demo's checkpoint (`tiny`, 400 steps on the procedural objects) measured with `--data <srn root>
---checkpoint <folder>`: logSNR -4 .2833/.2836, -2 .1173/.1173 (wrong = another scene's view).
+The demo's own task (`--data <srn root>`: pairs of different views of the procedural objects, the wrong view is
+another scene's) is much harder than copying. The demo's checkpoint (`tiny`, 400 steps; `--checkpoint <folder>`):
+logSNR -4 .2833/.2836, -2 .1173/.1173. `tiny` trained on it at lr 2e-3: logSNR -4 .458/.458 at step 200,
+.262/.263 at 800, .259/.263 at 1400, .261/.261 at 1600; logSNR -2 .118/.118 at 800, .118/.120 at 1400, .113/.114
+at 1600: still on the plateau after 4x the demo's steps. The concat-UNet on the same data: logSNR -4 .489/.505 at
+step 200, .327/.338 at 400 (logSNR -2 .137/.141).
 """
 
 from __future__ import annotations
