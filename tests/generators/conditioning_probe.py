@@ -28,14 +28,19 @@ frame's values, and GroupNorm has removed most of that mean. The view helps only
 correspondences, a slow second-order process (the attention logits get gradient only through the output
 projection, which starts at zero). The concat-UNet reads the view per pixel from its first convolution.
 
-Levers that did NOT shorten the plateau (same copy task; MICRO 8 px, 600 steps, logSNR -4, right/wrong; base
-.717/.811, concat-UNet .417/.950): lr 5e-4 .917/.928, lr 5e-3 .610/.733, `--variant no_zero_init_attention`
-.791/.807, `pos_octaves=8` .729/.751, `cond_dropout_prob=0` .777/.796, attention also at 8 px .720/.761, batch 32
-.618/.733, seed 1 .771/.796; on `tiny` at 16 px, 800 steps, logSNR -2: lr 5e-3 .169/.169 and
-`--variant no_zero_init` .173/.174 against .156/.181 at lr 2e-3. Two of 3DiM's own features that nvsc's X-UNet
-lacks, tried as throw-away patches: a learned per-pixel position embedding added to the pose embedding (3DiM's
+Levers tried (same copy task; MICRO 8 px, 600 steps, logSNR -4, right/wrong; base .717/.811, concat-UNet
+.417/.950): lr 5e-4 .917/.928 (slower), lr 5e-3 .610/.733 and batch 32 .618/.733 (a little faster),
+`--variant no_zero_init_attention` .791/.807, `pos_octaves=8` .729/.751, `cond_dropout_prob=0` .777/.796, attention
+also at 8 px .720/.761, seed 1 .771/.796. On `tiny` at 16 px, 800 steps, logSNR -2, neither lr 5e-3 (.169/.169) nor
+`--variant no_zero_init` (.173/.174) beat lr 2e-3 (.156/.181). Two of 3DiM's own features that nvsc's X-UNet lacks,
+tried as throw-away patches: a learned per-pixel position embedding added to the pose embedding (3DiM's
 `use_pos_emb`; MICRO .702/.778, `tiny` 32 px at 300 steps .407/.407) and GroupNorm statistics over both frames
-(3DiM's flax GroupNorm over [B, F, H, W, C]; MICRO .764/.774).
+(3DiM's flax GroupNorm over [B, F, H, W, C]; MICRO .764/.774). None removes the plateau.
+
+A deviation from 3DiM that is not the cause here (`tiny`, with 6 octaves, shows the same plateau) but matters for the
+3dim presets: 3DiM encodes ray origins with 15 octaves and ray directions with 8 (144 channels); the presets use
+`pos_octaves` = 15 for both, and at 64 px neighbouring pixels' directions differ by about 0.01 rad, so the direction
+octaves above about 2^7 are per-pixel noise in the pose embedding.
 
 The demo's own task (`--data <srn root>`: pairs of different views of the procedural objects, the wrong view is
 another scene's) is much harder than copying. The demo's checkpoint (`tiny`, 400 steps; `--checkpoint <folder>`):
