@@ -19,6 +19,7 @@ Findings (2-core CPU, one thread, batch 16, warm-up 50, seed 0; cells are x0 MSE
 |---|---|---|---|---|---|---|---|---|---|
 | X-UNet `tiny` 32 px, copy | 2e-3 | -2 | .135/.135 | .105/.105 | .103/.103 | .094/.094 | .094/.096 | .053/.132 | .025/.178 |
 | concat-UNet `tiny` 32 px, copy | 2e-3 | -2 | .084/.376 (step 100: .143/.361, step 300: .047/.345) | | | | | | |
+| X-UNet `tiny` 32 px, copy (warm-up 100) | 3e-4 | -2 | .245/.245 | .153/.153 | .124/.124 | .113/.113 | .107/.107 | .103/.103 | .095/.099 |
 | X-UNet `tiny` 16 px, copy | 2e-3 | -2 | .209/.210 | .178/.178 | .171/.171 | .156/.181 | | | |
 
 So the X-UNet is not broken; it sits on a plateau. Its only route from the conditioning frame to the target frame is
