@@ -1,0 +1,206 @@
+"""Does a trained pose-conditioned denoiser use its conditioning view? A toy task and a measurement.
+
+Toy "copy" task: the target view IS the conditioning view, seen from the same camera, and the images are smooth
+random colour fields (a coarse x coarse grid of random colours, bilinearly enlarged). A model that reads its
+conditioning view can predict x0 exactly; one that ignores it can only guess from the noisy target.
+
+Measurement (`x0_errors`): at a few mid noise levels, the MSE of the one-step x0 estimate
+x0_hat = (z_t - sigma eps_hat) / alpha with the right conditioning view and with a wrong one (another example's view,
+`torch.roll` over the batch). right < wrong means the conditioning view is used; right == wrong means it is ignored.
+
+Run as a script to train a model on the toy task and print the two errors during training, e.g.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python -m tests.generators.conditioning_probe --preset tiny --steps 300
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python -m tests.generators.conditioning_probe --arch concat_unet --steps 300
+
+Findings (2-core CPU, one thread, batch 16, warm-up 50, seed 0; cells are x0 MSE with the right / another view):
+
+| model, task | lr | logSNR | step 200 | 400 | 600 | 800 | 1000 | 1200 | 1400 |
+|---|---|---|---|---|---|---|---|---|---|
+| X-UNet `tiny` 32 px, copy | 2e-3 | -2 | .135/.135 | .105/.105 | .103/.103 | .094/.094 | .094/.096 | .053/.132 | .025/.178 |
+| concat-UNet `tiny` 32 px, copy | 2e-3 | -2 | .084/.376 (step 100: .143/.361, step 300: .047/.345) | | | | | | |
+| X-UNet `tiny` 32 px, copy (warm-up 100) | 3e-4 | -2 | .245/.245 | .153/.153 | .124/.124 | .113/.113 | .107/.107 | .103/.103 | .095/.099 |
+| X-UNet `tiny` 16 px, copy | 2e-3 | -2 | .209/.210 | .178/.178 | .171/.171 | .156/.181 | | | |
+
+So the X-UNet is not broken; it sits on a plateau. Its only route from the conditioning frame to the target frame is
+cross-frame attention, which starts out uniform (after 60 steps the cross-attention entropy is 4.09 nats of the
+log 64 = 4.16 of uniform weights over the 8x8 tokens): every target pixel then reads the mean of the conditioning
+frame's values, and GroupNorm has removed most of that mean. The view helps only once attention has learned
+correspondences, a slow second-order process (the attention logits get gradient only through the output
+projection, which starts at zero). The concat-UNet reads the view per pixel from its first convolution.
+
+Levers tried (same copy task; MICRO 8 px, 600 steps, logSNR -4, right/wrong; base .717/.811, concat-UNet
+.417/.950): lr 5e-4 .917/.928 (slower), lr 5e-3 .610/.733 and batch 32 .618/.733 (a little faster),
+`--variant no_zero_init_attention` .791/.807, `pos_octaves=8` .729/.751, `cond_dropout_prob=0` .777/.796, attention
+also at 8 px .720/.761, seed 1 .771/.796. On `tiny` at 16 px, 800 steps, logSNR -2, neither lr 5e-3 (.169/.169) nor
+`--variant no_zero_init` (.173/.174) beat lr 2e-3 (.156/.181). Two of 3DiM's own features that nvsc's X-UNet lacks,
+tried as throw-away patches: a learned per-pixel position embedding added to the pose embedding (3DiM's
+`use_pos_emb`; MICRO .702/.778, `tiny` 32 px at 300 steps .407/.407) and GroupNorm statistics over both frames
+(3DiM's flax GroupNorm over [B, F, H, W, C]; MICRO .764/.774). None removes the plateau.
+
+A deviation from 3DiM that is not the cause here (`tiny`, with 6 octaves, shows the same plateau) but matters for the
+3dim presets: 3DiM encodes ray origins with 15 octaves and ray directions with 8 (144 channels); the presets use
+`pos_octaves` = 15 for both, and at 64 px neighbouring pixels' directions differ by about 0.01 rad, so the direction
+octaves above about 2^7 are per-pixel noise in the pose embedding.
+
+The demo's own task (`--data <srn root>`: pairs of different views of the procedural objects, the wrong view is
+another scene's) is much harder than copying. The demo's checkpoint (`tiny`, 400 steps; `--checkpoint <folder>`):
+logSNR -4 .2833/.2836, -2 .1173/.1173. `tiny` trained on it at lr 2e-3: logSNR -4 .458/.458 at step 200,
+.262/.263 at 800, .259/.263 at 1400, .261/.261 at 1600; logSNR -2 .118/.118 at 800, .118/.120 at 1400, .113/.114
+at 1600: still on the plateau after 4x the demo's steps. The concat-UNet on the same data: logSNR -4 .489/.505 at
+step 200, .327/.338 at 400 (logSNR -2 .137/.141).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from generators.schedule import CosineLogSNRSchedule
+from scenes.cameras import look_at
+
+#: logSNR levels of the measurement: mid noise, where the conditioning view should matter most.
+LEVELS = (-4.0, -2.0, 0.0, 2.0)
+
+
+def smooth_images(count: int, size: int, generator: torch.Generator, coarse: int) -> torch.Tensor:
+    """[count, 3, size, size] in [-1, 1]: a coarse x coarse grid of random colours, bilinearly enlarged."""
+    low = torch.rand(count, 3, coarse, coarse, generator=generator) * 2 - 1
+    return F.interpolate(low, size=(size, size), mode="bilinear", align_corners=False)
+
+
+def ring_cameras(count: int, generator: torch.Generator) -> torch.Tensor:
+    """[count, 4, 4] cameras at random angles on a ring of radius 2.5, 1 above the origin, looking at it."""
+    angles = (torch.rand(count, generator=generator) * 2 * math.pi).tolist()
+    eyes = [np.array([2.5 * math.cos(a), 2.5 * math.sin(a), 1.0]) for a in angles]
+    return torch.tensor(np.stack([look_at(eye) for eye in eyes]), dtype=torch.float32)
+
+
+def copy_batch(count: int, size: int, generator: torch.Generator, coarse: int = 4) -> dict[str, torch.Tensor]:
+    """A batch of the copy task in the layout of `generators.view_pairs` (target = conditioning view and camera)."""
+    images, c2w = smooth_images(count, size, generator, coarse), ring_cameras(count, generator)
+    intrinsics = torch.tensor([1.2 * size, 1.2 * size, size / 2, size / 2]).expand(count, 4)
+    return {"cond_image": images, "target_image": images.clone(), "cond_c2w": c2w, "target_c2w": c2w.clone(),
+            "intrinsics": intrinsics}
+
+
+@torch.no_grad()
+def x0_errors(model: torch.nn.Module, batch: dict[str, torch.Tensor], levels=LEVELS, seed: int = 123
+              ) -> list[tuple[float, float, float]]:
+    """(logSNR, x0 MSE with the right conditioning view, x0 MSE with another example's view) per level."""
+    was_training = model.training
+    model.eval()
+    generator = torch.Generator().manual_seed(seed)
+    target = batch["target_image"]
+    wrong = torch.roll(batch["cond_image"], 1, dims=0)
+    rows = []
+    for level in levels:
+        eps = torch.randn(target.shape, generator=generator)
+        logsnr = torch.full((target.shape[0],), level)
+        alpha, sigma = (float(s) for s in CosineLogSNRSchedule.alpha_sigma(torch.tensor(level)))
+        z = alpha * target + sigma * eps
+        errors = []
+        for cond in (batch["cond_image"], wrong):
+            eps_hat = model(z, logsnr, cond, batch["cond_c2w"], batch["target_c2w"], batch["intrinsics"])
+            errors.append(F.mse_loss(((z - sigma * eps_hat) / alpha).clamp(-1, 1), target).item())
+        rows.append((level, *errors))
+    model.train(was_training)
+    return rows
+
+
+def dataset_batches(root: str, size: int, device: torch.device):
+    """(training pair sampler, a probe batch of 32 pairs of the val/test scenes) of an SRN-layout dataset; the probe's
+    wrong view (`torch.roll` over the batch) is then another scene's view."""
+    from generators.view_pairs import DevicePairBatches, ViewPairs
+    from scenes.srn import list_srn_instances, read_srn_instance
+
+    train = DevicePairBatches(ViewPairs([read_srn_instance(f) for f in list_srn_instances(root, "train")], size),
+                              device)
+    held = [read_srn_instance(f) for split in ("val", "test") for f in list_srn_instances(root, split)]
+    probe = DevicePairBatches(ViewPairs(held, size), device)
+    index = torch.arange(32) * probe.num_pairs // 32  # spread over the held-out scenes, scene after scene
+    batch = probe.sample(probe.num_pairs, torch.Generator(device).manual_seed(0))  # all pairs, shuffled
+    order = torch.randperm(probe.num_pairs, generator=torch.Generator().manual_seed(0))
+    return train, {name: tensor[order][index.sort().values] for name, tensor in batch.items()}
+
+
+def _apply_variant(run, variant: str) -> None:
+    """Experimental changes for the ablation (not in the library): see --variant."""
+    from generators.xunet import AttnBlock, ResnetBlock
+    if variant in ("no_zero_init_attention", "no_zero_init"):
+        for module in run.model.modules():
+            if isinstance(module, AttnBlock):
+                module.out.reset_parameters()  # PyTorch's default init instead of 3DiM's zero init
+            if isinstance(module, ResnetBlock) and variant == "no_zero_init":
+                module.conv2.reset_parameters()
+        run.ema.load_state_dict(run.model.state_dict())
+
+
+def main() -> None:
+    from generators.training import TrainConfig, TrainingRun
+    from generators.xunet import PRESETS
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--preset", default="tiny", help="an X-UNet preset, or 'micro' (tests' MICRO model)")
+    parser.add_argument("--arch", default="xunet", choices=["xunet", "concat_unet"])
+    parser.add_argument("--size", type=int, default=32)
+    parser.add_argument("--coarse", type=int, default=4, help="colour grid of the toy images")
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], help="XUNetConfig field=python literal")
+    parser.add_argument("--data", default=None, help="an SRN-layout dataset: its view pairs instead of the copy task")
+    parser.add_argument("--checkpoint", default=None, help="only measure this checkpoint folder's EMA on --data")
+    parser.add_argument("--variant", default="none", choices=["none", "no_zero_init_attention", "no_zero_init"])
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    if args.preset == "micro":
+        from tests.generators.micro_model import MICRO as config
+    else:
+        config = PRESETS[args.preset]
+    changes = {"image_size": args.size}
+    for item in args.set:
+        name, value = item.split("=", 1)
+        changes[name] = eval(value)  # a developer's command line, e.g. attn_resolutions=(16,8)
+    config = dataclasses.replace(config, **changes)
+    train = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup, device="cpu",
+                        architecture=args.arch, seed=args.seed)
+    if args.checkpoint:
+        from generators.checkpoint import load_checkpoint
+        model, config = load_checkpoint(args.checkpoint, torch.device("cpu"), use_ema=True)
+        _, probe = dataset_batches(args.data, config.image_size, torch.device("cpu"))
+        for level, right, wrong in x0_errors(model, probe):
+            print(f"{args.checkpoint}: logSNR {level:+.0f}: x0 MSE right view {right:.4f}, another scene's {wrong:.4f}")
+        return
+    run = TrainingRun(config, train, torch.device("cpu"))
+    _apply_variant(run, args.variant)
+    data = torch.Generator().manual_seed(args.seed + 10)
+    if args.data:
+        pairs, probe = dataset_batches(args.data, args.size, torch.device("cpu"))
+        draw = lambda: pairs.sample(args.batch, data)  # noqa: E731
+    else:
+        probe = copy_batch(32, args.size, torch.Generator().manual_seed(999), args.coarse)
+        draw = lambda: copy_batch(args.batch, args.size, data, args.coarse)  # noqa: E731
+    print(f"# {args.arch} {args.preset} {changes} variant={args.variant} parameters={run.parameter_count()} "
+          f"lr={args.lr} batch={args.batch}")
+    start, losses = time.perf_counter(), []
+    for step in range(1, args.steps + 1):
+        losses.append(run.train_step(draw()).item())
+        if step % args.eval_every == 0 or step == args.steps:
+            cells = " ".join(f"L{level:+.0f} {right:.4f}/{wrong:.4f}"
+                             for level, right, wrong in x0_errors(run.model, probe))
+            print(f"step {step} loss {np.mean(losses[-args.eval_every:]):.4f} x0 MSE right/wrong view: {cells} "
+                  f"({time.perf_counter() - start:.0f} s)", flush=True)
+
+
+if __name__ == "__main__":
+    main()
