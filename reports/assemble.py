@@ -329,6 +329,7 @@ def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path, n
     frame.to_csv(folder / "accumulation_rows.csv", index=False)
     curve = accumulation_curve(frame, "index_distance")
     curve.to_csv(folder / "accumulation.csv", index=False)
+    drawn_curve = _in_order(curve, order)  # the figures list methods in the report's order
     # Loop closure for the scores whose first and last generated view (or pair) are the ring's two ends.
     closure = opening_and_closing(frame[frame["metric"].isin(ACCUMULATION_METRICS)])
     closure.to_csv(folder / "loop_closure.csv", index=False)
@@ -338,13 +339,13 @@ def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path, n
     for stem, (name, panel_metrics, caption) in ACCUMULATION_PANELS.items():
         drawn = [m for m in panel_metrics if m in present]
         if drawn:
-            path = plot_panels_by_distance(_in_order(curve, order), drawn,
+            path = plot_panels_by_distance(drawn_curve, drawn,
                                            folder / "figures" / f"accumulation_{stem}.png",
                                            f"{name} against distance from the input view")
             images.append(PageImage(f"{name} against the distance from the input view: {caption} (mean over "
                                     "scenes, band: one standard deviation)", path))
     for metric in metrics:
-        path = plot_error_by_distance(_in_order(curve, order), metric,
+        path = plot_error_by_distance(drawn_curve, metric,
                                       folder / "figures" / f"accumulation_{metric}.png")
         where = "pairs of neighbours, at the mean distance of their two views" if metric == "overlap_psnr" else \
             "views along the ring"
