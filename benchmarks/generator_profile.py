@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,11 +38,13 @@ CATEGORIES = {
 
 
 def category(kernel: str) -> str:
+    if kernel.startswith("triton_"):  # Inductor names its kernels after the ops they fuse ("convolution", ...)
+        return "triton (fused elementwise/norm)"
     low = kernel.lower()
     for name, fragments in CATEGORIES.items():
         if any(fragment in low for fragment in fragments):
             return name
-    return "triton (fused elementwise/norm)" if kernel.startswith("triton_") else "other"
+    return "other"
 
 
 def forward_flops_by_layer(run: TrainingRun, batch: dict, rows: int) -> tuple[float, collections.Counter]:
@@ -66,8 +70,11 @@ def main() -> int:
     parser.add_argument("--preset", default="3dim-64", choices=sorted(PRESETS))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--eager", action="store_true", help="Profile without torch.compile.")
-    parser.add_argument("--steps", type=int, default=3, help="Profiled steps (after compilation and 10 timed steps).")
+    parser.add_argument("--steps", type=int, default=3, help="Profiled steps (after compilation and the timed ones).")
     parser.add_argument("--top", type=int, default=45, help="Kernels listed.")
+    parser.add_argument("--no-graphs", action="store_true",
+                        help="Compile without CUDA graphs (copy kernels are then attributed to their operators).")
+    parser.add_argument("--timed", type=int, default=10, help="Steps timed before profiling.")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("benchmarks/generator_profile.py needs a CUDA device")
@@ -89,17 +96,18 @@ def main() -> int:
             print(f"  {name:14s} {flops / 1e9:8.1f} GFLOP  {100 * flops / total:5.1f}%")
 
     run = TrainingRun(config, TrainConfig(batch_size=args.batch, precision="bf16", channels_last=True,
-                                          compile=not args.eager, warmup_steps=10, steps=10 ** 9), device)
+                                          compile=not args.eager, cuda_graphs=False if args.no_graphs else None,
+                                          warmup_steps=10, steps=10 ** 9), device)
     start = time.perf_counter()
     for _ in range(4):
         run.train_step(pairs.sample(args.batch, run.data_generator))
     torch.cuda.synchronize()
     print(f"warm-up (compilation) {time.perf_counter() - start:.1f} s", flush=True)
     start = time.perf_counter()
-    for _ in range(10):
+    for _ in range(args.timed):
         run.train_step(pairs.sample(args.batch, run.data_generator))
     torch.cuda.synchronize()
-    step = (time.perf_counter() - start) / 10
+    step = (time.perf_counter() - start) / args.timed
     print(f"step {step * 1e3:.1f} ms, {args.batch / step:.1f} images/s", flush=True)
 
     with profile(activities=[ProfilerActivity.CUDA, ProfilerActivity.CPU], record_shapes=True) as profiler:
@@ -108,8 +116,9 @@ def main() -> int:
         torch.cuda.synchronize()
     by_category, by_kernel, calls = collections.Counter(), collections.Counter(), collections.Counter()
     for event in profiler.events():
-        # Inductor's "## Call CompiledFxGraph ##" ranges show up as device events too: spans, not kernels.
-        if event.device_type.name != "CUDA" or event.name.startswith("##"):
+        # Annotations show up as device events too (Inductor's "## Call CompiledFxGraph ##", the optimizer's
+        # "Optimizer.step#AdamW.step"): spans over kernels, not kernels.
+        if event.device_type.name != "CUDA" or "#" in event.name:
             continue
         name, microseconds = event.name[:110], event.device_time_total
         by_category[category(name)] += microseconds
@@ -122,9 +131,15 @@ def main() -> int:
     print("top kernels (ms per step, calls per step):")
     for name, microseconds in by_kernel.most_common(args.top):
         print(f"  {microseconds / args.steps / 1e3:7.2f} ms  x{calls[name] // args.steps:4d}  {name}")
-    print("ATen copy kernels by the operators that launched them (ms per step, kernels per step):")
-    for source, (microseconds, count) in copy_sources(profiler).most_common(args.top):
-        print(f"  {microseconds / args.steps / 1e3:7.2f} ms  x{count // args.steps:4d}  {source}")
+    if not run.cuda_graphs:  # replayed graphs hide which operator launched a kernel
+        print("ATen copy kernels by the operators that launched them (ms per step, kernels per step):")
+        for source, (microseconds, count) in copy_sources(profiler).most_common(args.top):
+            print(f"  {microseconds / args.steps / 1e3:7.2f} ms  x{count // args.steps:4d}  {source}")
+        layouts = convolution_backward_layouts(profiler)
+        print("convolution_backward calls by the layout of their gradient, input and weight (per step; "
+              "cuDNN copies every argument that is not channels-last first):")
+        for key, count in layouts.most_common(args.top):
+            print(f"  x{count // args.steps:4d}  {key}")
     return 0
 
 
@@ -133,7 +148,7 @@ def copy_sources(profiler) -> dict[str, tuple[float, int]]:
     the two innermost): which layer asks for a copy, and of what size, which kernel names alone cannot tell."""
     sources: dict[str, list] = collections.defaultdict(lambda: [0.0, 0])
     for event in profiler.events():
-        copies = [k for k in getattr(event, "kernels", []) if "copy" in k.name.lower()]
+        copies = [k for k in getattr(event, "kernels", []) if "direct_copy" in k.name]
         if event.device_type.name != "CPU" or not copies:
             continue
         chain, parent = [], event
@@ -145,6 +160,27 @@ def copy_sources(profiler) -> dict[str, tuple[float, int]]:
         entry[0] += sum(k.duration for k in copies)
         entry[1] += len(copies)
     return collections.Counter({key: tuple(value) for key, value in sources.items()})
+
+
+def convolution_backward_layouts(profiler) -> collections.Counter:
+    """Calls of aten::convolution_backward by the shape and layout (CL: channels-last, NCHW, or the strides) of
+    their gradient, input and weight, read from the strides the profiler records in its trace."""
+    with tempfile.TemporaryDirectory() as folder:
+        trace = Path(folder) / "trace.json"
+        profiler.export_chrome_trace(str(trace))
+        events = json.loads(trace.read_text())["traceEvents"]
+    layouts = collections.Counter()
+    for event in events:
+        if event.get("name") != "aten::convolution_backward":
+            continue
+        args, parts = event.get("args", {}), []
+        for label, dims, strides in zip(("grad", "input", "weight"), args.get("Input Dims", []),
+                                        args.get("Input Strides", [])):
+            n, c, h, w = dims
+            layout = {(c * h * w, 1, w * c, c): "CL", (c * h * w, h * w, w, 1): "NCHW"}.get(tuple(strides), strides)
+            parts.append(f"{label} {dims} {layout}")
+        layouts[" | ".join(parts)] += 1
+    return layouts
 
 
 if __name__ == "__main__":

@@ -206,6 +206,10 @@ class TrainingRun:
                                     f"{group.world_size} processes x {train_config.grad_accumulation} micro-batches",
                                     "use a multiple of processes times grad_accumulation")
         self.schedule = CosineLogSNRSchedule(model_config.logsnr_min, model_config.logsnr_max)
+        if device.type == "cuda":
+            # Every step has the same shapes, so cuDNN may time its algorithms once and keep the fastest (as
+            # benchmarks/generator.py measures).
+            torch.backends.cudnn.benchmark = True
         torch.manual_seed(train_config.seed)  # the same initial weights in every process
         self.model = build_model(train_config.architecture, model_config).to(device)
         self.ema = copy.deepcopy(self.model).eval().requires_grad_(False)

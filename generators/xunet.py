@@ -31,7 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.film import FiLM, FiLMPlan, ProjectedFiLM
+from generators.film import FiLM, FiLMPlan, ProjectedFiLM, pixelwise_linear
+from generators.group_norm import GroupNorm
 from generators.unet_levels import blocks_in_order, build_levels, run_levels
 from scenes.cameras import camera_rays
 from scenes.errors import InvalidInputError
@@ -125,10 +126,10 @@ PRESETS: dict[str, XUNetConfig] = {
 }
 
 
-def _group_norm(channels: int) -> nn.GroupNorm:
+def _group_norm(channels: int) -> GroupNorm:
     # 32 groups as in DDPM/3DiM where channels allow, but at least 4 channels per group for the narrow tiny model.
     groups = next(g for g in (32, 16, 8, 4, 2, 1) if channels % g == 0 and channels // g >= 4 or g == 1)
-    return nn.GroupNorm(groups, channels)
+    return GroupNorm(groups, channels)
 
 
 def _zero_init(module: nn.Module) -> nn.Module:
@@ -196,15 +197,20 @@ class AttnBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """x [B * 2, C, h, w] (frames interleaved) -> same shape."""
         frames, channels, height, width = x.shape
-        tokens = self.norm(x).flatten(2).transpose(1, 2)  # [B * 2, h * w, C]
+        # Pixels as rows of one matrix, so that each projection is one product with its bias fused (a view of
+        # channels-last activations).
+        tokens = self.norm(x).permute(0, 2, 3, 1).reshape(-1, channels)  # [B * 2 * h * w, C]
         q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B * 2, heads, h * w, C / heads]
-                   for t in self.qkv(tokens).chunk(3, dim=-1))
+                   for t in self.qkv(tokens).unflatten(0, (frames, -1)).chunk(3, dim=-1))
         if self.cross:
-            # Keys and values of the other frame: swap frames 0 and 1 of every example.
-            k, v = (t.unflatten(0, (-1, 2)).flip(1).flatten(0, 1) for t in (k, v))
-        attended = F.scaled_dot_product_attention(q, k, v)
-        out = self.out(attended.transpose(1, 2).flatten(2))  # [B * 2, h * w, C]
-        return (x + out.transpose(1, 2).reshape(frames, channels, height, width)) / math.sqrt(2.0)
+            # Each frame attends to the other one: even rows' queries to odd rows' keys and values, and back. Strided
+            # views, where swapping the frames of k and v first would copy both (and their gradients).
+            attended = torch.stack([F.scaled_dot_product_attention(q[0::2], k[1::2], v[1::2]),
+                                    F.scaled_dot_product_attention(q[1::2], k[0::2], v[0::2])], dim=1).flatten(0, 1)
+        else:
+            attended = F.scaled_dot_product_attention(q, k, v)
+        out = self.out(attended.transpose(1, 2).reshape(-1, channels))  # [B * 2 * h * w, C]
+        return (x + out.view(frames, height, width, channels).permute(0, 3, 1, 2)) / math.sqrt(2.0)
 
 
 class XUNetBlock(nn.Module):
@@ -250,7 +256,8 @@ class Conditioning(nn.Module):
         pose = pose * cond_mask.repeat_interleave(2)[:, None, None, None]
         pose = pose + self.frame_emb.repeat(batch, 1)[:, :, None, None]
         # Area-resize the encoding to each level before projecting it (anti-aliases the high octaves).
-        pose_embs = [proj(F.avg_pool2d(pose, 2 ** i) if i else pose) for i, proj in enumerate(self.pose_proj)]
+        pose_embs = [pixelwise_linear(F.avg_pool2d(pose, 2 ** i) if i else pose, proj.weight, proj.bias)
+                     for i, proj in enumerate(self.pose_proj)]
         return logsnr_emb, pose_embs
 
 
