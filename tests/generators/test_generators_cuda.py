@@ -1,0 +1,51 @@
+"""On the GPU: the X-UNet's compiled CUDA step (channels-last, FiLM and pose projections as matrix products,
+GroupNorm handing on channels-last gradients, cross-attention on strided frame views) against the eager model."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from generators.training import TrainConfig, TrainingRun
+from generators.view_pairs import DevicePairBatches, ViewPairs
+from generators.xunet import XUNet
+from tests.generators.micro_model import MICRO, make_scenes
+from tests.generators.test_generators_xunet import inputs, randomised
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+CONFIG = dataclasses.replace(MICRO, image_size=16, ch_mult=(1, 2, 2), attn_resolutions=(8,), ch=32, num_heads=4)
+
+
+def test_compiled_channels_last_step_matches_the_eager_model_on_cuda(monkeypatch):
+    # Full float32 products on both sides: TF32 rounding would differ between the two kernel choices.
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    torch._dynamo.reset()
+    eager = randomised(CONFIG).cuda()
+    compiled_model = XUNet(CONFIG).cuda().to(memory_format=torch.channels_last)
+    compiled_model.load_state_dict(eager.state_dict())
+    compiled = torch.compile(compiled_model, options={"force_layout_optimization": True})
+    args = [a.cuda() for a in inputs(4, 16)]
+    results = []
+    for model in (eager, compiled):
+        out = model(*args)
+        out.square().mean().backward()
+        results.append((out, [p.grad for p in (eager if model is eager else compiled_model).parameters()]))
+    (out_eager, grads_eager), (out_compiled, grads_compiled) = results
+    torch.testing.assert_close(out_compiled, out_eager, atol=1e-4, rtol=1e-3)
+    for mine, theirs in zip(grads_compiled, grads_eager):
+        torch.testing.assert_close(mine, theirs, atol=1e-4, rtol=1e-3)
+    torch._dynamo.reset()
+
+
+def test_compiled_training_with_cuda_graphs_runs_and_learns():
+    torch._dynamo.reset()
+    device = torch.device("cuda")
+    pairs = DevicePairBatches(ViewPairs(make_scenes(4, 6, 16), 16), device)
+    run = TrainingRun(CONFIG, TrainConfig(batch_size=8, lr=2e-3, warmup_steps=5, steps=10 ** 9, compile=True),
+                      device)
+    assert run.cuda_graphs and torch.backends.cudnn.benchmark
+    losses = [run.train_step(pairs.sample(8, run.data_generator)).item() for _ in range(60)]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert sum(losses[-10:]) < sum(losses[:10])
+    torch._dynamo.reset()
