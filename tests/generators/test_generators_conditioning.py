@@ -9,7 +9,7 @@ import dataclasses
 import torch
 
 from generators.training import TrainConfig, TrainingRun, draw_noise
-from generators.xunet import AttnBlock, XUNet
+from generators.xunet import AttnBlock
 from tests.generators.conditioning_probe import copy_batch, x0_errors
 from tests.generators.micro_model import MICRO
 from tests.generators.test_generators_xunet import inputs, randomised
