@@ -176,8 +176,10 @@ def convolution_backward_layouts(profiler) -> collections.Counter:
         args, parts = event.get("args", {}), []
         for label, dims, strides in zip(("grad", "input", "weight"), args.get("Input Dims", []),
                                         args.get("Input Strides", [])):
-            n, c, h, w = dims
-            layout = {(c * h * w, 1, w * c, c): "CL", (c * h * w, h * w, w, 1): "NCHW"}.get(tuple(strides), strides)
+            layout = strides
+            if len(dims) == 4:
+                _, c, h, w = dims
+                layout = {(c * h * w, 1, w * c, c): "CL", (c * h * w, h * w, w, 1): "NCHW"}.get(tuple(strides), strides)
             parts.append(f"{label} {dims} {layout}")
         layouts[" | ".join(parts)] += 1
     return layouts
