@@ -7,7 +7,6 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-import trimesh
 
 from generators.checkpoint import load_checkpoint
 from generators.multiview_generator import JointViewGenerator
@@ -16,24 +15,13 @@ from generators.multiview_unet import MultiViewUNet, MultiViewUNetConfig
 from generators.samplers.joint import guided_joint_eps, sample_joint
 from generators.schedule import CosineLogSNRSchedule
 from generators.training import TrainConfig
-from scenes.camera_paths import intrinsics_from_fov, orbit_cameras
-from scenes.cameras import Cameras
 from scenes.errors import InvalidInputError
-from scenes.render import render_mesh
 from scenes.scene import MultiViewScene
 
 SIZE = 16
 #: A very small depth-conditioned model: two levels, CAA at both.
 MICRO = MultiViewUNetConfig(image_size=SIZE, ch=8, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,),
                             num_heads=2, dropout=0.0, emb_ch=16, pos_octaves=2, caa_resolutions=(16, 8), num_views=3)
-
-
-@pytest.fixture(scope="module")
-def scene_with_depth():
-    """Five views of a box on an orbit, rendered with depth."""
-    cameras = Cameras(orbit_cameras(5, 2.5, 30.0), intrinsics_from_fov(45.0, SIZE))
-    images, depth = render_mesh(trimesh.creation.box(extents=(1.2, 0.9, 0.8)), cameras)
-    return MultiViewScene(images, cameras), depth
 
 
 def randomised(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
