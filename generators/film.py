@@ -21,8 +21,8 @@ from torch import nn
 
 def pixelwise_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution [N, C_in, H, W] -> [N, C_out, H, W] (weight [C_out, C_in, 1, 1]): on CUDA as
-    `pixelwise_product`, on the CPU as the convolution (the faster there: the tiny preset's eager step is 6% slower
-    with the product)."""
+    `pixelwise_product`, on the CPU as the convolution (the faster there: the tiny preset's eager training step was
+    6% slower with the product, 268 against 252.5 ms, timed once on a 2-core CPU)."""
     if not x.is_cuda:
         return F.conv2d(x, weight, bias)
     return pixelwise_product(x, weight, bias)
