@@ -1,4 +1,5 @@
-"""benchmarks/generator_profile.py's readers of a profile (the script itself needs a GPU)."""
+"""The GPU benchmarks' tools that run on the CPU too: benchmarks/generator_profile.py's readers of a profile and
+benchmarks/generator_variants.py's settings and side-by-side runs (smoke-tested eager on the CPU)."""
 
 import torch
 from torch.profiler import ProfilerActivity, profile
@@ -23,3 +24,56 @@ def test_convolution_backward_layouts_name_each_arguments_layout():
     assert convolution_backward_layouts(profiler) == {
         "grad [2, 6, 8, 8] NCHW | input [2, 4, 8, 8] CL | weight [6, 4, 3, 3] CL": 1,
         "grad [2, 6, 8, 8] CL | input [2, 4, 8, 8] CL | weight [6, 4, 3, 3] CL": 1}
+
+
+# benchmarks/generator_variants.py: settings by name, variants compiled side by side and timed in turn.
+
+def test_variant_settings_are_typed_like_the_setting_and_unknown_ones_are_named(monkeypatch):
+    import pytest
+    import torch._inductor.config as inductor_config
+
+    from benchmarks.generator_variants import apply_setting, parse_variant
+
+    assert parse_variant("base") == ("base", {})
+    assert parse_variant("fast:max_autotune_pointwise=1,cudnn.benchmark_limit=0") == (
+        "fast", {"max_autotune_pointwise": "1", "cudnn.benchmark_limit": "0"})
+    monkeypatch.setattr(inductor_config, "max_autotune_pointwise", False)  # restored after the test
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark_limit", 10)
+    apply_setting("max_autotune_pointwise", "true")
+    apply_setting("cudnn.benchmark_limit", "0")
+    assert inductor_config.max_autotune_pointwise is True and torch.backends.cudnn.benchmark_limit == 0
+    with pytest.raises(SystemExit, match="unknown setting 'triton.no_such_thing'"):
+        apply_setting("triton.no_such_thing", "1")
+    with pytest.raises(SystemExit, match="expected a bool"):
+        apply_setting("max_autotune_pointwise", "2")
+    with pytest.raises(SystemExit, match="expected name"):
+        parse_variant("x:max_autotune_pointwise")
+
+
+def _variants(*args: str):
+    import subprocess
+    import sys
+    from pathlib import Path
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "generator_variants.py"
+    return subprocess.run([sys.executable, str(script), "--device", "cpu", "--preset", "tiny", "--batch", "2",
+                           "--steps", "1", "--repeats", "1", "--warmup", "1", "--eager", *args],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_variants_are_timed_in_turn_and_compared_to_the_first():
+    result = _variants("a", "b:cudnn.benchmark_limit=0")
+    assert result.returncode == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| a ") or line.startswith("| b ")]
+    assert len(rows) == 2 and rows[0].endswith("| 1.000x |") and "`cudnn.benchmark_limit=0`" in rows[1]
+
+
+def test_a_variant_over_the_compile_limit_is_stopped_and_reported():
+    result = _variants("slow", "--compile-limit", "0.5")  # stopped while it still imports torch
+    assert result.returncode == 1
+    assert "| slow | (defaults) | compilation over 0 s |" in result.stdout
+
+
+def test_a_bad_setting_stops_before_any_variant_runs():
+    result = _variants("a", "b:no_such_setting=1")
+    assert result.returncode != 0 and "unknown setting 'no_such_setting'" in result.stderr
+    assert "| a |" not in result.stdout
