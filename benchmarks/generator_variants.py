@@ -87,10 +87,10 @@ def run_variant(args, name: str, settings: dict[str, str], folder: Path, count: 
     run = TrainingRun(config, TrainConfig(batch_size=args.batch, precision="bf16", channels_last=compile_,
                                           compile=compile_, warmup_steps=10, steps=10 ** 9), device)
 
-    def steps(count: int) -> float:
+    def steps(number: int) -> float:
         sync()
         start = time.perf_counter()
-        for _ in range(count):
+        for _ in range(number):
             run.train_step(pairs.sample(args.batch, run.data_generator))
         sync()
         return time.perf_counter() - start
@@ -123,9 +123,11 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> int:
+    from generators.xunet import PRESETS
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("variants", nargs="+", help="name or name:key=value,... (the first is the reference)")
-    parser.add_argument("--preset", default="3dim-64")
+    parser.add_argument("--preset", default="3dim-64", choices=sorted(PRESETS))
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--steps", type=int, default=30, help="Timed steps per repeat.")
     parser.add_argument("--repeats", type=int, default=2, help="Timed repeats; the fastest counts.")
