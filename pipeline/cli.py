@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import re
 import sys
 from pathlib import Path
 
 import luigi
 import luigi.configuration
 from luigi.cmdline_parser import CmdlineParser
+from luigi.task_register import Register, TaskClassNotFoundException
 
 import pipeline.tasks  # noqa: F401 - registers the tasks with Luigi so `nvsc run TASK` finds them
 from scenes.errors import InvalidInputError
@@ -32,10 +34,34 @@ from scenes.errors import InvalidInputError
 SCHEDULER_OPTIONS = ("--local-scheduler", "--scheduler-host", "--scheduler-url", "--scheduler-port")
 
 
-def walk_dag(task: luigi.Task) -> None:
-    """Instantiate every task `task` depends on, so that bad parameters raise before anything runs."""
-    for upstream in luigi.task.flatten(task.requires()):
-        walk_dag(upstream)
+def walk_dag(task: luigi.Task) -> list[luigi.Task]:
+    """Instantiate every task `task` depends on, so that bad parameters raise before anything runs; returns them
+    all, `task` first."""
+    return [task] + [t for upstream in luigi.task.flatten(task.requires()) for t in walk_dag(upstream)]
+
+
+def check_task_name(name: str) -> None:
+    """An `InvalidInputError` listing nvsc's tasks unless Luigi knows a task `name`."""
+    try:
+        Register.get_task_cls(name)
+    except TaskClassNotFoundException:
+        base = pipeline.tasks.NvscTask
+        names = sorted(name for name, cls in vars(pipeline.tasks).items()
+                       if isinstance(cls, type) and issubclass(cls, base) and cls.produce is not base.produce)
+        raise InvalidInputError("TASK", f"nvsc has no task {name!r}",
+                                f"name one of {', '.join(names)} (default BuildReport)") from None
+
+
+def task_from_command_line(cmdline: CmdlineParser, name: str) -> luigi.Task:
+    """The task `cmdline` names, with an `InvalidInputError` for a value Luigi cannot parse."""
+    try:
+        return cmdline.get_task_obj()
+    except ValueError as error:  # Luigi says "Error when parsing the default value of 'methods'", even for ours
+        parameter = re.search(r"value of '(\w+)'", str(error))
+        problem = f"the value given for {parameter[1]} cannot be parsed" if parameter else str(error)
+        raise InvalidInputError(name, problem,
+                                "check that parameter's value: lists and dicts are JSON, e.g. "
+                                "--BuildReport-methods '[\"ground_truth\", \"noise\"]'") from None
 
 
 def run(argv: list[str]) -> int:
@@ -58,10 +84,15 @@ def run(argv: list[str]) -> int:
         luigi_args.append("--local-scheduler")
     # `main` has configured logging for nvsc and Luigi alike; Luigi's own set-up would print every line twice.
     luigi.configuration.get_config().set("core", "no_configure_logging", "true")
+    check_task_name(luigi_args[0])
     with CmdlineParser.global_instance(luigi_args) as cmdline:
-        task = cmdline.get_task_obj()
-        walk_dag(task)  # unknown methods, samplers or presets fail here, with one message, before any work
+        task = task_from_command_line(cmdline, luigi_args[0])
+        tasks = walk_dag(task)  # unknown methods, samplers or presets fail here, with one message, before any work
         output = task.output()
+        if known.strict_metrics:  # a finished report would not run its scores again: check their weights now
+            for scoring in tasks:
+                if getattr(scoring, "strict_metrics", False):
+                    pipeline.tasks.require_weights(scoring.metric_weights())
     result = luigi.run(luigi_args, main_task_cls=None, detailed_summary=True, local_scheduler=False)
     ok = result.scheduling_succeeded and result.status in (
         luigi.execution_summary.LuigiStatusCode.SUCCESS,
@@ -80,8 +111,10 @@ def run(argv: list[str]) -> int:
 
 
 def render_meshes(argv: list[str]) -> int:
-    """Render a user's meshes into the SRN layout with the procedural dataset's cameras."""
-    from scenes.dataset import ProceduralDatasetConfig, render_mesh_dataset
+    """Render a user's meshes into the SRN layout with the procedural dataset's cameras. Meshes go to the splits in
+    the order given; without split counts, about a fifth of them (at least one) go to test, one to val from 6 meshes
+    on, and the rest to train."""
+    from scenes.dataset import ProceduralDatasetConfig, mesh_split_counts, render_mesh_dataset
 
     parser = argparse.ArgumentParser(prog="nvsc render-meshes", description=render_meshes.__doc__)
     parser.add_argument("meshes", nargs="+", type=Path, help="OBJ, GLB or PLY files.")
@@ -89,11 +122,18 @@ def render_meshes(argv: list[str]) -> int:
     parser.add_argument("--image-size", type=int, default=64)
     parser.add_argument("--test-views", type=int, default=24)
     parser.add_argument("--seed", type=int, default=0)
+    for split in ("train", "val", "test"):
+        parser.add_argument(f"--{split}-instances", type=int, default=None,
+                            help=f"Meshes for the {split} split (0 when only another split's count is given).")
     args = parser.parse_args(argv)
-    config = ProceduralDatasetConfig(image_size=args.image_size, test_views=args.test_views, seed=args.seed)
+    counts = mesh_split_counts(len(args.meshes), args.train_instances, args.val_instances, args.test_instances)
+    config = ProceduralDatasetConfig(image_size=args.image_size, test_views=args.test_views, seed=args.seed,
+                                     train_instances=counts["train"], val_instances=counts["val"],
+                                     test_instances=counts["test"])
     written = render_mesh_dataset(args.meshes, args.out, config)
-    print(f"nvsc: rendered {len(written)} instances into {args.out.resolve()}; run the pipeline on them with "
-          f"`nvsc run --PrepareDataset-source {args.out}`")
+    print(f"nvsc: rendered {len(written)} instances ({', '.join(f'{k} {v}' for k, v in counts.items())}) into "
+          f"{args.out.resolve()}; run the pipeline on them with `nvsc run --PrepareDataset-source {args.out} "
+          f"--PrepareDataset-image-size {args.image_size}`")
     return 0
 
 
@@ -112,6 +152,8 @@ def report(argv: list[str]) -> int:
     parser.add_argument("--seed", type=int, default=BOOTSTRAP_SEED, help="Seed of the bootstrap resampling.")
     parser.add_argument("--no-animations", action="store_true", help="Skip the turntable GIF/MP4 files.")
     args = parser.parse_args(argv)
+    if args.out.exists() and not args.out.is_dir():
+        raise InvalidInputError("--out", f"{args.out} is a file", "name a folder (new or an earlier report's)")
     runs = collect_runs(args.runs)
     config = ReportConfig(bootstrap_resamples=args.bootstrap_resamples, seed=args.seed,
                           animations=not args.no_animations)
@@ -235,7 +277,11 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0] not in COMMANDS:
         print(__doc__)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        if argv and argv[0] in ("-h", "--help"):
+            return 0
+        if argv:
+            print(f"nvsc: error: unknown command {argv[0]!r}: use one of {', '.join(COMMANDS)}", file=sys.stderr)
+        return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return COMMANDS[argv[0]](argv[1:])

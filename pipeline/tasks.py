@@ -690,7 +690,7 @@ class BuildReport(NvscTask):
     max_scenes = luigi.IntParameter(description="Use only the first N test scenes (0 = all).")
     set_scores = luigi.BoolParameter(description="Also score each method over all its scenes (FID, KID).",
                                      parsing=luigi.BoolParameter.EXPLICIT_PARSING)
-    bootstrap_resamples = luigi.IntParameter(description="Bootstrap resamples of the scenes for 95% intervals.")
+    bootstrap_resamples = luigi.IntParameter(description="Bootstrap resamples of the scenes for the 95 percent intervals.")
     bootstrap_seed = luigi.IntParameter(description="Seed of the bootstrap resampling.")
     animations = luigi.BoolParameter(description="Write a turntable GIF (and MP4 when an encoder is installed) "
                                                  "per scene.", parsing=luigi.BoolParameter.EXPLICIT_PARSING)
@@ -700,6 +700,12 @@ class BuildReport(NvscTask):
         return names[: self.max_scenes] if self.max_scenes > 0 else names
 
     def requires(self):
+        from reports.assemble import ReportConfig
+
+        if not self.methods:
+            raise InvalidInputError("BuildReport.methods", "is empty", "list the report's rows, e.g. "
+                                    "--BuildReport-methods '[\"ground_truth\", \"noise\"]'")
+        ReportConfig(bootstrap_resamples=self.bootstrap_resamples)  # a bad count fails here, before any work
         score = ScorePanorama if PrepareDataset().source == "panorama" else ScoreScene
         upstream = {(scene, method): score(scene=scene, method=method)
                     for scene in self.scene_names() for method in self.methods}

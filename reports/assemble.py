@@ -28,6 +28,7 @@ from reports.image_grid import save_image_grid
 from reports.run_folders import MethodSceneResult, RunResults, read_cameras, read_views
 from reports.tables import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, check_set_scores, check_tidy, higher_is_better,
                             legend, parse_method, summarize, summary_text, wide, write_tables)
+from scenes.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,10 @@ ACCUMULATION_NOTE = (
     "last-generated one: with the input at index 0 both neighbour the input.")
 
 
+#: Fewest bootstrap resamples accepted: a percentile interval of fewer is noise.
+MIN_BOOTSTRAP_RESAMPLES = 100
+
+
 @dataclass
 class ReportConfig:
     """How the report is built (the pipeline's `[BuildReport]` section sets these)."""
@@ -108,6 +113,12 @@ class ReportConfig:
     mp4: bool = True
     #: Views per row of an image grid.
     max_grid_columns: int = 12
+
+    def __post_init__(self):
+        if not isinstance(self.bootstrap_resamples, int) or self.bootstrap_resamples < MIN_BOOTSTRAP_RESAMPLES:
+            raise InvalidInputError("bootstrap_resamples", f"{self.bootstrap_resamples!r} resamples cannot give a "
+                                    "percentile interval", f"use at least {MIN_BOOTSTRAP_RESAMPLES} (the default is "
+                                    f"{BOOTSTRAP_RESAMPLES})")
 
 
 def row_labels(runs: list[RunResults]) -> dict[tuple[str, str], str]:

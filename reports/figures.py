@@ -72,7 +72,8 @@ def _error(rows: pd.DataFrame) -> np.ndarray | None:
     if not np.isfinite(low).any():
         return None
     mean = rows["mean"].to_numpy(float)
-    return np.nan_to_num(np.stack([mean - low, high - mean]), nan=0.0)
+    # A percentile interval need not contain the mean (few scenes, skewed scores); matplotlib refuses negative bars.
+    return np.maximum(np.nan_to_num(np.stack([mean - low, high - mean]), nan=0.0), 0.0)
 
 
 def plot_consistency_vs_fidelity(long: pd.DataFrame, path: Path, x_metric: str = "fidelity_psnr",

@@ -134,6 +134,22 @@ def _procedural_jobs(config: ProceduralDatasetConfig) -> list[RenderJob]:
     return jobs
 
 
+def mesh_split_counts(meshes: int, train: int | None = None, val: int | None = None,
+                      test: int | None = None) -> dict[str, int]:
+    """Instances per split for `meshes` meshes: the counts given (those left out are 0), which must add up to
+    `meshes`; with none given, about a fifth (at least one) to test, one to val from 6 meshes on, the rest to train
+    (11 meshes: 8, 1, 2, the procedural dataset's default)."""
+    if train is None and val is None and test is None:
+        test = max(1, meshes // 5)
+        val = 1 if meshes - test >= 5 else 0
+        train = meshes - test - val
+    counts = {"train": train or 0, "val": val or 0, "test": test or 0}
+    if any(count < 0 for count in counts.values()) or sum(counts.values()) != meshes:
+        raise InvalidInputError("train/val/test instances", f"{counts} do not split the {meshes} meshes given",
+                                f"give counts that add up to {meshes}, or none for an automatic split")
+    return counts
+
+
 def render_mesh_dataset(mesh_paths: list[Path], root: Path, config: ProceduralDatasetConfig,
                         category: str | None = "custom") -> list[Path]:
     """Render the user's meshes (OBJ/GLB/PLY, colours from the files) into `root` with the procedural dataset's code.

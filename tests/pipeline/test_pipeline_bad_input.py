@@ -57,3 +57,38 @@ def test_rerun_after_a_failure_keeps_completed_tasks(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert runner.folders("PrepareDataset") == dataset
     assert len(runner.folders("ScoreScene")) == 1
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (("run", "NoSuchTask"), "nvsc has no task 'NoSuchTask'. Fix: name one of BuildReport, FitNeRF"),
+    (("run", "--BuildReport-methods", "notjson"), "the value given for methods cannot be parsed"),
+    (("run", "--BuildReport-methods", "[]"), "BuildReport.methods: is empty"),
+    (("run", "--BuildReport-bootstrap-resamples", "5"), "5 resamples cannot give a percentile interval"),
+    (("foo",), "unknown command 'foo'"),
+])
+def test_bad_command_lines_get_one_message_before_any_task_runs(tmp_path, arguments, message):
+    result = PipelineRunner(tmp_path)("nvsc", *arguments)
+    assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_help_lists_every_tasks_options(tmp_path):
+    # argparse formats help texts with %: a Luigi parameter's description with a bare % broke `--help`.
+    result = PipelineRunner(tmp_path)("nvsc", "run", "--help-all")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "--BuildReport-bootstrap-resamples" in result.stdout and "--TrainGenerator-steps" in result.stdout
+
+
+def test_strict_metrics_without_weights_stops_before_any_task_runs(tmp_path):
+    # A finished report would not run its scores again, so the weights are checked before anything runs.
+    runner = PipelineRunner(tmp_path)
+    runner.env["NVSC_WEIGHTS_DIR"] = str(tmp_path / "no-weights")
+    result = runner("nvsc", "run", "--strict-metrics")
+    assert result.returncode == 2 and "nvsc weights fetch" in result.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_report_into_a_file_is_refused(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    result = PipelineRunner(tmp_path)("nvsc", "report", "runs", "--out", "afile")
+    assert result.returncode == 2 and "--out: afile is a file" in result.stderr

@@ -74,3 +74,13 @@ def test_bad_inputs(tidy, tmp_path):
     with pytest.raises(InvalidInputError, match="no scores"):
         plot_distribution(tidy, "tsed", tmp_path / "b.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_error_bars_are_never_negative_when_an_interval_misses_its_mean():
+    # A percentile interval of few resamples or skewed scores can lie beside the mean; matplotlib refuses
+    # negative bar lengths, so those sides are drawn as zero.
+    from reports.figures import _error
+
+    rows = pd.DataFrame({"mean": [0.5, 0.5, 0.5], "ci_low": [0.4, 0.6, float("nan")],
+                         "ci_high": [0.7, 0.8, float("nan")]})
+    np.testing.assert_allclose(_error(rows), [[0.1, 0.0, 0.0], [0.2, 0.3, 0.0]])

@@ -218,3 +218,27 @@ def test_user_meshes_by_folder_and_counts(tmp_path, user_meshes):
     with pytest.raises(InvalidInputError, match=re.escape(str(tmp_path / "missing.obj"))):
         render_mesh_dataset([tmp_path / "missing.obj"], tmp_path / "other", config)
     assert not (tmp_path / "other").exists()
+
+
+def test_mesh_splits_default_to_the_procedural_proportions_and_given_counts_must_add_up():
+    from scenes.dataset import mesh_split_counts
+
+    assert mesh_split_counts(1) == {"train": 0, "val": 0, "test": 1}
+    assert mesh_split_counts(2) == {"train": 1, "val": 0, "test": 1}
+    assert mesh_split_counts(6) == {"train": 4, "val": 1, "test": 1}
+    assert mesh_split_counts(11) == {"train": 8, "val": 1, "test": 2}  # ProceduralDatasetConfig's defaults
+    assert mesh_split_counts(3, test=3) == {"train": 0, "val": 0, "test": 3}
+    with pytest.raises(InvalidInputError, match="do not split the 2 meshes given"):
+        mesh_split_counts(2, train=1, test=2)
+    with pytest.raises(InvalidInputError, match="do not split"):
+        mesh_split_counts(2, train=3, test=-1)
+
+
+def test_render_meshes_command_splits_the_meshes_and_prints_a_command_that_fits(tmp_path, user_meshes, capsys):
+    from pipeline.cli import main
+
+    out = tmp_path / "mine"
+    assert main(["render-meshes", *map(str, user_meshes), "--out", str(out), "--image-size", "24",
+                 "--test-views", "3"]) == 0
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["custom_test", "custom_train"]
+    assert f"--PrepareDataset-source {out} --PrepareDataset-image-size 24" in capsys.readouterr().out
