@@ -354,11 +354,18 @@ def known_generators() -> dict:
 
 @functools.lru_cache(maxsize=32)
 def folder_fingerprint(root: Path) -> str:
-    """Digest of (path, size, mtime) of every file under `root`: rewriting a view gives the folder generator new
-    outputs. Taken once per process, so one run sees one state of the folder."""
-    files = sorted([str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns]
-                   for p in root.rglob("*") if p.is_file()) if root.is_dir() else []
+    """Digest of (path, size, mtime) of every file under `root` (or of `root` itself when it is a file): rewriting a
+    view or a checkpoint gives the generator new outputs. Taken once per process, so one run sees one state."""
+    paths = [root] if root.is_file() else [p for p in root.rglob("*") if p.is_file()] if root.is_dir() else []
+    files = sorted([str(p.relative_to(root)), p.stat().st_size, p.stat().st_mtime_ns] for p in paths)
     return hashlib.sha256(json.dumps(files).encode()).hexdigest()
+
+
+def option_fingerprints(options: dict) -> dict[str, str]:
+    """`folder_fingerprint` of every factory option whose value names an existing file or folder (a checkpoint,
+    say): replacing those files reruns the generator's views, as rewriting a folder generator's views does."""
+    return {key: folder_fingerprint(Path(value)) for key, value in sorted(options.items())
+            if isinstance(value, str) and value and Path(value).exists()}
 
 
 class GeneratorSource(NvscTask):
@@ -419,6 +426,8 @@ class GenerateViews(SceneMethodTask):
             definition = entry.definition()
             if entry.kind == "folder":
                 definition["files_sha256"] = folder_fingerprint(Path(entry.folder))
+            elif fingerprints := option_fingerprints(entry.options):
+                definition["files_sha256"] = fingerprints
             upstream["generator"] = GeneratorSource(generator=entry.name,
                                                     definition=json.dumps(definition, sort_keys=True))
         return upstream

@@ -117,3 +117,34 @@ def test_bad_sampling_options_are_refused_before_any_task_runs(tmp_path):
         result = runner("nvsc", "run", "--BuildReport-methods", '["ground_truth", "xunet/markovian"]', option, value)
         assert result.returncode == 2 and message in result.stderr, result.stderr[-2000:]
     assert not (runner.workdir / "runs").exists()
+
+
+def test_replacing_a_plug_ins_checkpoint_gives_its_views_new_outputs(tmp_path):
+    # Factory options that name files (a checkpoint) enter the generator's definition as a digest of those files,
+    # as a folder generator's views do: new weights at the same path must not reuse the old weights' views.
+    import luigi
+
+    from pipeline.tasks import GenerateViews, folder_fingerprint
+
+    checkpoint = tmp_path / "model"
+    checkpoint.mkdir()
+    (checkpoint / "model.safetensors").write_bytes(b"old weights")
+    config = luigi.configuration.get_config()
+    section = "generator.mine"
+    config.add_section(section)
+    try:
+        config.set(section, "factory", "generators.xunet_generator:XUNetViewGenerator")
+        config.set(section, "options", json.dumps({"checkpoint": str(checkpoint), "width": 8}))
+
+        def definition() -> dict:
+            folder_fingerprint.cache_clear()  # one run sees one state of the files; each call here is a new run
+            task = GenerateViews(scene="mug_0002", method="mine/stochastic")
+            return json.loads(task.requires()["generator"].definition)
+
+        before = definition()
+        assert set(before["files_sha256"]) == {"checkpoint"}  # `width` names no file
+        assert definition() == before
+        (checkpoint / "model.safetensors").write_bytes(b"new weights, same path")
+        assert definition()["files_sha256"] != before["files_sha256"]
+    finally:
+        config.remove_section(section)
