@@ -76,7 +76,7 @@ class FolderViewGenerator:
             j = int(distance[i].argmin())
             if distance[i, j] <= POSE_TOLERANCE and order[j] < 0:
                 order[j] = i
-            elif input_distance[i] > POSE_TOLERANCE or len(views) == len(target_cameras):
+            elif input_distance[i] > POSE_TOLERANCE:  # a view at the input camera may come along; others not
                 reason = ("a second view at the same camera" if distance[i, j] <= POSE_TOLERANCE else
                           f"a pose that matches no requested camera (nearest differs by {distance[i, j]:.3g})")
                 raise InvalidInputError(f"{source}, frame {i} ({file_path})", f"has {reason}",

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from tabulate import tabulate
 
-from generators.checkpoint import build_model, presets_of, read_config, read_model_config
+from generators.checkpoint import ARCHITECTURES, build_model, presets_of, read_config, read_model_config
 from generators.xunet import XUNetConfig
 from scenes.errors import InvalidInputError
 
@@ -49,7 +49,9 @@ def describe(names: list[str], architecture: str = "xunet") -> list[dict]:
             config = read_config(Path(name))
             rows.append(_row(name, config["architecture"], read_model_config(Path(name), config), config.get("step")))
         else:
-            raise InvalidInputError(name, "is neither a preset nor a checkpoint folder",
+            other = [a for a in ARCHITECTURES if a != architecture and name in presets_of(a)]
+            raise InvalidInputError(name, f"is neither a preset of {architecture} nor a checkpoint folder",
+                                    f"add --architecture {other[0]}" if other else
                                     f"pass one of {', '.join(presets)} or a folder holding config.json")
     return rows
 

@@ -214,7 +214,8 @@ def generator(argv: list[str]) -> int:
     train.add_argument("--data", type=Path, required=True, help="Dataset root (holds *_train folders).")
     train.add_argument("--out", type=Path, required=True, help="Checkpoint folder to write (and resume).")
     train.add_argument("--preset", default="3dim-64", choices=sorted(set(PRESETS) | set(MULTIVIEW_PRESETS)),
-                       help="A preset of the architecture (mvdiffusion: generators.multiview_unet's).")
+                       help="A preset of the architecture (default 3dim-64, 64x64 views; mvdiffusion: "
+                            "generators.multiview_unet's; tiny for the demo's 32x32 data).")
     train.add_argument("--architecture", default="xunet", choices=sorted(ARCHITECTURES))
     train.add_argument("--image-size", type=int, default=None, help="Default: the preset's.")
     train.add_argument("--steps", type=int, default=100_000)

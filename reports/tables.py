@@ -340,7 +340,8 @@ def legend(resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = 0.95) -> st
     return (f"Mean over scenes [{confidence:.0%} percentile bootstrap interval over scenes, {resamples} resamples]; "
             "set-level scores (FID, KID) are one value over all scenes' views. \u2191: higher is better, "
             "\u2193: lower is better. Bold: best of each column among the evaluated methods; the controls "
-            f"({', '.join(CONTROLS)}) pin the range and are not candidates. {MISSING} (reason): no value; "
+            f"({', '.join(CONTROLS)}) pin the range and are not candidates, unless every row is a control. "
+            f"{MISSING} (reason): no value; "
             f"{NOT_SCORED}: does not apply.")
 
 

@@ -92,9 +92,12 @@ class Cameras:
 def check_rigid(c2w: np.ndarray, source: str, tolerance: float = 1e-3) -> None:
     """Raise `InvalidInputError` naming `source` unless `c2w` [4, 4] is a rotation plus translation."""
     c2w = np.asarray(c2w, dtype=np.float64)
-    if c2w.shape != (4, 4) or not np.all(np.isfinite(c2w)):
-        raise InvalidInputError(source, f"expected a finite 4x4 matrix, got shape {list(c2w.shape)}",
+    if c2w.shape != (4, 4):
+        raise InvalidInputError(source, f"expected a 4x4 matrix, got shape {list(c2w.shape)}",
                                 "write the camera-to-world matrix as 4 rows of 4 numbers")
+    if not np.all(np.isfinite(c2w)):
+        raise InvalidInputError(source, "the 4x4 matrix holds NaN or infinite entries",
+                                "write the camera-to-world matrix as 4 rows of 4 finite numbers")
     rotation = c2w[:3, :3]
     orthogonality = np.abs(rotation @ rotation.T - np.eye(3)).max()
     if orthogonality > tolerance or abs(np.linalg.det(rotation) - 1.0) > tolerance:

@@ -64,6 +64,7 @@ def test_a_wrong_pose_names_the_frame_and_its_file(tmp_path, scene):
 
 @pytest.mark.parametrize("problem,message", [
     ("missing view", "holds 3 views but 4 target cameras"),
+    ("input view and a missing view", r"has no view at target camera 3 \(position"),
     ("duplicate view", "a second view at the same camera"),
     ("image size", "views are 16x16 but scene 'car_0001' is 8x8"),
     ("focal length", "intrinsics .* differ from the scene's"),
@@ -72,6 +73,8 @@ def test_mismatches_are_named(tmp_path, scene, problem, message):
     inputs, targets = scene
     if problem == "missing view":
         written = targets.subset([0, 1, 2])
+    elif problem == "input view and a missing view":  # as many views as targets, one of them the input view
+        written = truth().subset([0, 1, 2, 3])
     elif problem == "duplicate view":
         written = targets.subset([0, 1, 2, 2])
         written.names = ["a", "b", "c", "d"]

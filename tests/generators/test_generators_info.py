@@ -35,8 +35,10 @@ def test_info_refuses_unknown_names(capsys):
     assert "3dim-999" in capsys.readouterr().err
     from generators.info import describe
 
-    with pytest.raises(InvalidInputError, match="neither a preset nor a checkpoint folder"):
+    with pytest.raises(InvalidInputError, match="neither a preset of xunet nor a checkpoint folder"):
         describe(["3dim-999"])
+    with pytest.raises(InvalidInputError, match="Fix: add --architecture mvdiffusion"):  # another's preset
+        describe(["mvd-64"])
 
 
 def test_generator_train_command_trains_an_srn_dataset_and_resumes(tmp_path, capsys):

@@ -242,3 +242,12 @@ def test_render_meshes_command_splits_the_meshes_and_prints_a_command_that_fits(
                  "--test-views", "3"]) == 0
     assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["custom_test", "custom_train"]
     assert f"--PrepareDataset-source {out} --PrepareDataset-image-size 24" in capsys.readouterr().out
+
+
+def test_a_bad_pose_matrix_says_what_is_wrong_with_it():
+    with pytest.raises(InvalidInputError, match=r"pose.txt: expected a 4x4 matrix, got shape \[2, 3\]"):
+        check_rigid(np.zeros((2, 3)), "pose.txt")
+    pose = np.eye(4)
+    pose[1, 3] = np.nan
+    with pytest.raises(InvalidInputError, match="pose.txt: the 4x4 matrix holds NaN or infinite entries"):
+        check_rigid(pose, "pose.txt")
