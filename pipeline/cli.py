@@ -46,7 +46,7 @@ def check_task_name(name: str) -> None:
         Register.get_task_cls(name)
     except TaskClassNotFoundException:
         base = pipeline.tasks.NvscTask
-        names = sorted(name for name, cls in vars(pipeline.tasks).items()
+        names = sorted(task for task, cls in vars(pipeline.tasks).items()
                        if isinstance(cls, type) and issubclass(cls, base) and cls.produce is not base.produce)
         raise InvalidInputError("TASK", f"nvsc has no task {name!r}",
                                 f"name one of {', '.join(names)} (default BuildReport)") from None

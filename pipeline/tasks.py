@@ -699,7 +699,9 @@ class BuildReport(NvscTask):
     max_scenes = luigi.IntParameter(description="Use only the first N test scenes (0 = all).")
     set_scores = luigi.BoolParameter(description="Also score each method over all its scenes (FID, KID).",
                                      parsing=luigi.BoolParameter.EXPLICIT_PARSING)
-    bootstrap_resamples = luigi.IntParameter(description="Bootstrap resamples of the scenes for the 95 percent intervals.")
+    # No "%" in descriptions: argparse formats help texts with it (`nvsc run --help` would fail).
+    bootstrap_resamples = luigi.IntParameter(description="Bootstrap resamples of the scenes for the 95 percent "
+                                                         "intervals.")
     bootstrap_seed = luigi.IntParameter(description="Seed of the bootstrap resampling.")
     animations = luigi.BoolParameter(description="Write a turntable GIF (and MP4 when an encoder is installed) "
                                                  "per scene.", parsing=luigi.BoolParameter.EXPLICIT_PARSING)
