@@ -20,11 +20,15 @@ from __future__ import annotations
 import argparse
 import logging
 import re
+import socket
 import sys
+import urllib.parse
 from pathlib import Path
 
 import luigi
 import luigi.configuration
+import luigi.interface
+import luigi.retcodes
 from luigi.cmdline_parser import CmdlineParser
 from luigi.task_register import Register, TaskClassNotFoundException
 
@@ -93,21 +97,43 @@ def run(argv: list[str]) -> int:
             for scoring in tasks:
                 if getattr(scoring, "strict_metrics", False):
                     pipeline.tasks.require_weights(scoring.metric_weights())
-    result = luigi.run(luigi_args, main_task_cls=None, detailed_summary=True, local_scheduler=False)
-    ok = result.scheduling_succeeded and result.status in (
-        luigi.execution_summary.LuigiStatusCode.SUCCESS,
-        luigi.execution_summary.LuigiStatusCode.SUCCESS_WITH_RETRY)
-    if ok:
+        check_scheduler(luigi.interface.core())
+        codes = luigi.retcodes.retcode()  # [retcode] of luigi.cfg: the exit codes of the `luigi` command
+    try:  # Luigi's own run, with the `luigi` command's exit codes
+        luigi.retcodes.run_with_retcodes(luigi_args)
+        code = 0
+    except SystemExit as finished:
+        code = finished.code or 0
+    if code == 0:
         report = Path(output.path)
         print(f"\nnvsc: done. Output: {report.resolve()}")
         if (report / "summary.md").is_file():
             print((report / "summary.md").read_text())
             print((report / "controls.txt").read_text())
             print(f"Report page: {(report / 'index.html').resolve()}")
+    elif code in (codes.already_running, codes.not_run):
+        print("\nnvsc: nothing failed, but this run could not go on: the same command is already running on this "
+              "machine, or other workers are running tasks it needs (see above). Run it again once they finish; "
+              "with a central scheduler, --worker-keep-alive makes a worker wait for the others.", file=sys.stderr)
     else:
         print("\nnvsc: the run did not complete; see the errors above. Completed tasks are kept: fix the input "
               "and run the same command again to go on from them.", file=sys.stderr)
-    return 0 if ok else 1
+    return code
+
+
+def check_scheduler(core: luigi.interface.core) -> None:
+    """An `InvalidInputError` unless the central scheduler the run names accepts connections (Luigi itself would
+    retry for a minute, then end in a traceback)."""
+    if core.local_scheduler:
+        return
+    url = core.scheduler_url or f"http://{core.scheduler_host}:{core.scheduler_port}"
+    parts = urllib.parse.urlsplit(url)
+    try:
+        socket.create_connection((parts.hostname, parts.port or 80), timeout=10).close()
+    except OSError as error:
+        raise InvalidInputError("--scheduler-host", f"no Luigi scheduler answers at {url} ({error})",
+                                "start `luigid --port PORT` on that machine first, or leave out the scheduler "
+                                "options to use a local scheduler") from None
 
 
 def render_meshes(argv: list[str]) -> int:

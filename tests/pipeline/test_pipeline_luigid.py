@@ -54,3 +54,27 @@ def test_two_workers_through_a_central_scheduler(tmp_path):
     finally:
         luigid.terminate()
         luigid.wait(timeout=10)
+
+
+def test_an_unreachable_scheduler_is_named_before_anything_runs(tmp_path):
+    port = free_port()  # nothing listens there
+    result = PipelineRunner(tmp_path)("nvsc", "run", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port))
+    assert result.returncode == 2 and f"no Luigi scheduler answers at http://127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "runs").exists()
+
+
+def test_the_same_run_started_twice_stops_the_second_without_a_failure(tmp_path):
+    runner = PipelineRunner(tmp_path)
+    command = ["nvsc", "run", "--BuildReport-methods", '["ground_truth", "noise"]']
+    first = subprocess.Popen([str(BIN / command[0]), *command[1:]], cwd=tmp_path, env=runner.env,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while not (tmp_path / "runs").exists() and time.monotonic() < deadline:  # the first holds Luigi's lock
+            time.sleep(0.2)
+        second = runner(*command)
+        assert second.returncode == 10, second.stderr[-3000:]  # [retcode] already_running of luigi.cfg
+        assert "nothing failed" in second.stderr and "already running on this machine" in second.stderr
+    finally:
+        output, _ = first.communicate(timeout=600)
+    assert first.returncode == 0, output[-3000:]
