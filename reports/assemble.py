@@ -2,7 +2,7 @@
 closure, animations, image grids, the controls check and `index.html`. `BuildReport` (in the pipeline) and
 `nvsc report` (from run folders) both call `build_report`, so a rebuilt report is the pipeline's report.
 
-When several runs are merged and a method appears in more than one, its rows are labelled `method [run]`.
+When several runs are merged, a method that appears in more than one, and every control, is labelled `method [run]`.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from reports.html_page import PageImage, PageSection, write_report_html
 from reports.image_grid import save_image_grid
 from reports.run_folders import MethodSceneResult, RunResults, read_cameras, read_views
 from reports.tables import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, check_set_scores, check_tidy, higher_is_better,
-                            legend, parse_method, summarize, summary_text, wide, write_tables)
+                            is_control, legend, parse_method, summarize, summary_text, wide, write_tables)
 from scenes.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -122,13 +122,18 @@ class ReportConfig:
 
 
 def row_labels(runs: list[RunResults]) -> dict[tuple[str, str], str]:
-    """Row label per (run label, method): `method`, or `method [run]` when the method is in several runs."""
+    """Row label per (run label, method): `method`, or `method [run]` when the method is in several runs, and for
+    every control when runs are merged (a control is a reference of its own run: its checks compare it with that
+    run's other controls)."""
     runs_of: dict[str, set[str]] = {}
     for run in runs:
         for result in run.results:
             runs_of.setdefault(result.method, set()).add(run.label)
-    return {(run.label, result.method): (f"{result.method} [{run.label}]" if len(runs_of[result.method]) > 1
-                                         else result.method)
+
+    def labelled(method: str) -> bool:
+        return len(runs_of[method]) > 1 or (len(runs) > 1 and is_control(method))
+
+    return {(run.label, result.method): f"{result.method} [{run.label}]" if labelled(result.method) else result.method
             for run in runs for result in run.results}
 
 
@@ -162,6 +167,8 @@ def control_check(long: pd.DataFrame) -> list[str]:
     failed check start with `WARNING`."""
     means = wide(long)
     runs = list(dict.fromkeys(parse_method(m).run for m in means.index))
+    if len(runs) > 1:  # merged runs: unlabelled rows are methods of one run only, never controls (row_labels)
+        runs = [run for run in runs if run]
     lines, failed, checked, chains = [], [], 0, []
     for run in runs:
         rows = {parse_method(m).base: m for m in means.index if parse_method(m).run == run}

@@ -94,6 +94,20 @@ def test_two_runs_merge_with_labelled_rows(tmp_path):
     assert len(list((tmp_path / "merged" / "grids").iterdir())) == 4
 
 
+def test_a_control_of_one_merged_run_is_labelled_and_checked_with_that_runs_controls(tmp_path):
+    write_run(tmp_path / "a" / "runs", scores(METHODS[:4]))
+    write_run(tmp_path / "b" / "runs", scores(METHODS[:3] + [("shuffled_cameras", 5.0), ("xunet/naive", 15.0)],
+                                              seed=1))
+    runs = collect_runs([tmp_path / "a" / "runs", tmp_path / "b" / "runs"])
+    build_report(runs, tmp_path / "merged", ReportConfig(bootstrap_resamples=200, animations=False))
+    summary = pd.read_csv(tmp_path / "merged" / "summary.csv", index_col="method")
+    assert "shuffled_cameras [b/runs]" in summary.index and "xunet/naive" in summary.index
+    controls = (tmp_path / "merged" / "controls.txt").read_text()
+    b_line = next(line for line in controls.splitlines() if line.startswith("consistency_psnr [b/runs]"))
+    assert "shuffled_cameras" in b_line and "worse than ground_truth" in b_line
+    assert "Controls not checked" not in controls  # the runs' own methods are no run of their own
+
+
 def test_controls_out_of_order_are_flagged():
     tidy = scores([("ground_truth", 10.0), ("perturbed", 20.0), ("noise", 8.0)])
     lines = control_check(summarize(tidy, resamples=10))
