@@ -100,7 +100,12 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, ema_model: torch.nn.Mo
             save_file(state, str(staging / file), metadata={"format_version": str(FORMAT_VERSION)})
         if train_state is not None:
             torch.save(train_state, staging / STATE_FILE)
+        umask = os.umask(0)
+        os.umask(umask)
         for file in staging.iterdir():  # the data must be on disk before the renames make it visible
+            # safetensors writes its files owner-only (0600); give them the umask's modes, as the other files have,
+            # so that everyone who shares the runs folder can read the weights.
+            os.chmod(file, 0o666 & ~umask)
             with open(file, "rb") as handle:
                 os.fsync(handle.fileno())
         if folder.exists():

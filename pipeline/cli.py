@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import re
 import socket
 import sys
@@ -292,7 +293,8 @@ def generator(argv: list[str]) -> int:
         out = train_multiview(scenes, depths, model_config, train_config, args.out, log_dir=args.tensorboard)
     else:
         out = train_generator(scenes, model_config, train_config, args.out, log_dir=args.tensorboard)
-    print(f"nvsc: checkpoint in {out.resolve()}")
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun every process gets here; rank 0 wrote the checkpoint
+        print(f"nvsc: checkpoint in {out.resolve()}")
     return 0
 
 
@@ -315,6 +317,10 @@ def main(argv: list[str] | None = None) -> int:
     except InvalidInputError as error:
         print(f"nvsc: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("\nnvsc: interrupted. What was complete is kept (finished tasks, the last checkpoint): run the same "
+              "command again to go on from it.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

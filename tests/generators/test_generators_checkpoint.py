@@ -186,3 +186,10 @@ def test_a_save_killed_between_its_two_renames_is_recovered(checkpoint, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
     assert json.loads((folder / "config.json").read_text())["step"] == 7
     load_checkpoint(folder)
+
+
+def test_every_checkpoint_file_has_the_umasks_modes(checkpoint):
+    # safetensors writes owner-only files; a shared runs folder needs the weights as readable as config.json.
+    folder, _, _ = checkpoint
+    modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
+    assert modes["model.safetensors"] == modes["ema.safetensors"] == modes["config.json"], modes

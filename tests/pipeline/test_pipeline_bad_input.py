@@ -92,3 +92,14 @@ def test_report_into_a_file_is_refused(tmp_path):
     (tmp_path / "afile").write_text("not a folder")
     result = PipelineRunner(tmp_path)("nvsc", "report", "runs", "--out", "afile")
     assert result.returncode == 2 and "--out: afile is a file" in result.stderr
+
+
+def test_an_interrupt_says_what_is_kept_instead_of_a_traceback(monkeypatch, capsys):
+    import pipeline.cli as cli
+
+    def interrupted(argv):
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(cli.COMMANDS, "run", interrupted)
+    assert cli.main(["run"]) == 130
+    assert "interrupted. What was complete is kept" in capsys.readouterr().err
