@@ -4,7 +4,14 @@
         base cdl:cudnn.benchmark_limit=0 pointwise:max_autotune_pointwise=1
 
 Each variant is `name` or `name:key=value,key=value`: an Inductor setting (`torch._inductor.config`, dotted paths
-such as `triton.multi_kernel` included) or a cuDNN one (`cudnn.benchmark_limit`). Compiling 3dim-64 takes minutes,
+such as `triton.multi_kernel` included), a cuDNN one (`cudnn.benchmark_limit`), or `code=DIR`, which runs the
+variant on the nvsc in DIR (a checkout of another revision, from after this script was added: it runs DIR's copy of
+this script), so that a change of the code is measured against the code before it:
+
+    git worktree add /tmp/before HEAD~1
+    python benchmarks/generator_variants.py before:code=/tmp/before now
+
+Compiling 3dim-64 takes minutes,
 so every variant compiles at the same time in a process of its own (its own Inductor cache, so no variant reuses
 another's kernels); then they take turns, one at a time on the GPU, to time their steps. The table gives each
 variant's images/s and its ratio to the first variant, measured in the same run on the same machine.
@@ -35,6 +42,10 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
             raise SystemExit(f"variant {text!r}: expected name or name:key=value,key=value")
         settings[key] = value
     return name, settings
+
+
+#: The setting that names another source tree instead of a compiler or library setting.
+CODE = "code"
 
 
 def _resolve(key: str, value: str) -> tuple[object, str, object]:
@@ -141,7 +152,11 @@ def main() -> int:
     parsed = [parse_variant(v) for v in args.variants]
     for _, settings in parsed:  # unknown or mistyped settings fail here, before anything runs
         for key, value in settings.items():
-            _resolve(key, value)
+            if key != CODE:
+                _resolve(key, value)
+            elif not (Path(value) / "benchmarks" / "generator_variants.py").is_file():
+                raise SystemExit(f"code={value}: no benchmarks/generator_variants.py there; use a checkout of nvsc "
+                                 "from after this script was added (git worktree add DIR REVISION)")
 
     if args.child:
         folder, count, text = Path(args.child[0]), int(args.child[1]), args.child[2]
@@ -162,9 +177,12 @@ def main() -> int:
         common = ["--preset", args.preset, "--batch", str(args.batch), "--steps", str(args.steps), "--repeats",
                   str(args.repeats), "--warmup", str(args.warmup), "--device", args.device] + ["--eager"] * args.eager
         children = {}
-        for text, (name, _) in zip(args.variants, parsed):
+        for name, settings in parsed:
             env = dict(os.environ, TORCHINDUCTOR_CACHE_DIR=str(folder / f"inductor-{name}"))
-            children[name] = subprocess.Popen([sys.executable, __file__, *common, "--child", tmp,
+            root = Path(settings.get(CODE, Path(__file__).resolve().parent.parent))
+            script = root / "benchmarks" / Path(__file__).name
+            text = ":".join([name, ",".join(f"{k}={v}" for k, v in settings.items() if k != CODE)])
+            children[name] = subprocess.Popen([sys.executable, str(script), *common, "--child", tmp,
                                                str(len(parsed)), text, text], env=env)
         start = time.monotonic()
         while any(child.poll() is None for child in children.values()):
@@ -176,7 +194,7 @@ def main() -> int:
             time.sleep(1)
         for name, settings in parsed:
             result, failed = folder / f"{name}.json", folder / f"{name}.failed"
-            rows.append(json.loads(result.read_text()) if result.exists() else
+            rows.append(dict(json.loads(result.read_text()), settings=settings) if result.exists() else
                         {"name": name, "settings": settings,
                          "error": failed.read_text().splitlines()[-1] if failed.exists() else "no result"})
     print(table(rows))

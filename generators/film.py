@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from generators.channels_last import wants_channels_last_gradient
+
 
 def pixelwise_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
     """A 1x1 convolution [N, C_in, H, W] -> [N, C_out, H, W] (weight [C_out, C_in, 1, 1]): on CUDA as
@@ -37,6 +39,51 @@ def pixelwise_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor)
     product reads them, where cuDNN's convolution backward first copied the 1024-channel embedding gradient to NHWC
     (3dim-64 at batch 32 on an H100: 330 -> 344 images/s; reports/benchmarks/generator.md)."""
     return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
+
+
+def pixelwise_linear_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                            sizes: Sequence[int]) -> list[torch.Tensor]:
+    """`pixelwise_linear(x, weight, bias).split(sizes, dim=1)`: on CUDA as `pixelwise_product_pieces`."""
+    if not x.is_cuda:
+        return list(F.conv2d(x, weight, bias).split(sizes, dim=1))
+    return pixelwise_product_pieces(x, weight, bias, sizes)
+
+
+def pixelwise_product_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                             sizes: Sequence[int]) -> list[torch.Tensor]:
+    """`pixelwise_product(x, weight, bias).split(sizes, dim=1)`, with the product's channels-last rows split before
+    each piece is viewed as NCHW: autograd then concatenates the pieces' gradients along the rows, the layout the
+    product's backward reads. Split in the NCHW view, the compiled backward concatenated them in NCHW and
+    transposed the result for the product (the level-0 pieces of `3dim-64`: 0.5 ms of copies per step, and a slow
+    reduction for the bias gradient)."""
+    rows = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias)  # [N, H, W, sum(sizes)]
+    return [piece.permute(0, 3, 1, 2) for piece in rows.split(sizes, dim=-1)]
+
+
+class _AddPerMap(torch.autograd.Function):
+    """maps [N, E, h, w] + vectors [N, E] broadcast over the pixels, whose vectors' gradient (each map's sum over its
+    pixels) is one batched product with a vector of ones. Compiled, the broadcast's own backward became a reduction
+    down the rows of a channels-last tensor, which Inductor reads slowly (1.2 ms per step for the level-0
+    embedding of `3dim-64` on an H100)."""
+
+    @staticmethod
+    def forward(ctx, maps: torch.Tensor, vectors: torch.Tensor) -> torch.Tensor:
+        ctx.vectors_dtype = vectors.dtype
+        return maps + vectors[:, :, None, None]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        count, channels, height, width = grad.shape
+        pixels = grad.permute(0, 2, 3, 1).reshape(count, height * width, channels)
+        sums = torch.bmm(grad.new_ones(count, 1, height * width), pixels).view(count, channels)
+        return grad, sums.to(ctx.vectors_dtype)
+
+
+def film_inputs(vectors: torch.Tensor, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """SiLU(map + vectors broadcast over its pixels) for each map [N, E, h, w] (vectors [N, E]): the activated
+    embedding that FiLM projects (3DiM applies SiLU before FiLM's projection), one per resolution level."""
+    return [F.silu(_AddPerMap.apply(m, vectors) if wants_channels_last_gradient(m) else m + vectors[:, :, None, None])
+            for m in maps]
 
 
 class FiLM(nn.Module):
@@ -104,6 +151,5 @@ class FiLMPlan:
                 emb = keep_rows(emb)
             weight = torch.cat([film.proj.weight for film in group.films])
             bias = torch.cat([film.proj.bias for film in group.films])
-            projected = pixelwise_linear(emb, weight, bias)
-            outputs += projected.split([film.proj.out_channels for film in group.films], dim=1)
+            outputs += pixelwise_linear_pieces(emb, weight, bias, [film.proj.out_channels for film in group.films])
         return ProjectedFiLM(outputs)

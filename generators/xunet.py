@@ -31,8 +31,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.film import FiLM, FiLMPlan, ProjectedFiLM, pixelwise_linear
-from generators.group_norm import GroupNorm
+from generators.channels_last import GroupNorm, channels_last_gradient, upsample_nearest2x
+from generators.film import FiLM, FiLMPlan, ProjectedFiLM, film_inputs, pixelwise_linear
 from generators.unet_levels import blocks_in_order, build_levels, run_levels
 from scenes.cameras import camera_rays
 from scenes.errors import InvalidInputError
@@ -173,7 +173,7 @@ class ResnetBlock(nn.Module):
         if self.resample == "down":
             return F.avg_pool2d(x, 2)
         if self.resample == "up":
-            return F.interpolate(x, scale_factor=2, mode="nearest")
+            return upsample_nearest2x(x)
         return x
 
     def forward(self, x: torch.Tensor, emb_act: torch.Tensor | ProjectedFiLM) -> torch.Tensor:
@@ -262,8 +262,9 @@ class Conditioning(nn.Module):
 
 
 def _target_rows(x: torch.Tensor) -> torch.Tensor:
-    """The target frame's rows of a tensor with frames interleaved [B * 2, ...] -> [B, ...]."""
-    return x[1::2]
+    """The target frame's rows of a tensor with frames interleaved [B * 2, ...] -> [B, ...]. (The slice's backward
+    writes a zero-filled NCHW gradient, which the convolutions before it would copy to NHWC; see channels_last.)"""
+    return channels_last_gradient(x)[1::2]
 
 
 class XUNet(nn.Module):
@@ -312,7 +313,7 @@ class XUNet(nn.Module):
         logsnr_emb, pose_embs = self.conditioning(logsnr.to(z_t.device, z_t.dtype), cond_c2w, target_c2w, intrinsics,
                                                   cond_mask, height, width)
         # SiLU before FiLM's projection, as 3DiM's FiLM; computed once per level and shared by its blocks.
-        emb_acts = [F.silu(logsnr_emb[:, :, None, None] + pose) for pose in pose_embs]
+        emb_acts = film_inputs(logsnr_emb, pose_embs)
         films = self._film_plan.project(emb_acts, keep_rows=_target_rows)  # every block's FiLM, a product per level
 
         h = torch.stack([cond_image * cond_mask[:, None, None, None], z_t], dim=1).flatten(0, 1)  # [B * 2, 3, H, W]

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-import generators.group_norm as group_norm
-from generators.film import pixelwise_linear, pixelwise_product
-from generators.group_norm import GroupNorm
+import generators.channels_last as channels_last_ops
+from generators.film import pixelwise_linear, pixelwise_linear_pieces, pixelwise_product, pixelwise_product_pieces
+from generators.channels_last import GroupNorm, upsample_nearest2x
 from generators.xunet import AttnBlock
 
 
@@ -29,7 +29,7 @@ def test_pixelwise_product_is_the_1x1_convolution_and_channels_last(channels_las
 
 def test_channels_last_gradient_is_the_identity_with_a_channels_last_gradient():
     x = torch.randn(2, 8, 4, 4, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
-    y = group_norm._ChannelsLastGradient.apply(x)
+    y = channels_last_ops._ChannelsLastGradient.apply(x)
     grad = torch.randn(2, 8, 4, 4, dtype=torch.float64)  # NCHW, as ATen's group norm backward hands it on
     y.backward(grad)
     torch.testing.assert_close(y, x)
@@ -40,7 +40,7 @@ def test_channels_last_gradient_is_the_identity_with_a_channels_last_gradient():
 
 def test_compiled_group_norm_with_the_channels_last_gradient_equals_nn_group_norm(monkeypatch):
     # The CUDA condition is taken on the CPU here, so that the compiled path itself runs.
-    monkeypatch.setattr(group_norm, "wants_channels_last_gradient",
+    monkeypatch.setattr(channels_last_ops, "wants_channels_last_gradient",
                         lambda x: x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last))
     torch._dynamo.reset()
     torch.manual_seed(0)
@@ -91,3 +91,78 @@ def test_cross_attention_on_strided_frames_equals_swapping_the_frames(channels_l
     changed = x.clone()
     changed[0] = torch.randn_like(changed[0])
     assert torch.equal(block(changed)[2:], out[2:]) and not torch.allclose(block(changed)[1], out[1])
+
+
+def test_pixelwise_product_pieces_are_the_split_convolution_with_gradients_concatenated_along_rows():
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(2, 12, 5, 7, generator=g, dtype=torch.float64).to(memory_format=torch.channels_last)
+    weight = torch.randn(20, 12, 1, 1, generator=g, dtype=torch.float64)
+    bias = torch.randn(20, generator=g, dtype=torch.float64)
+    sizes = [4, 10, 6]
+    references = F.conv2d(x, weight, bias).split(sizes, dim=1)
+    pieces = pixelwise_product_pieces(x, weight, bias, sizes)
+    for piece, reference in zip(pieces, references):
+        torch.testing.assert_close(piece, reference, atol=1e-12, rtol=1e-12)
+        assert piece.shape == reference.shape
+    for piece, reference in zip(pixelwise_linear_pieces(x, weight, bias, sizes), references):
+        torch.testing.assert_close(piece, reference, atol=1e-12, rtol=1e-12)
+    # The gradients of every input match the convolution's.
+    grads = [torch.randn(r.shape, generator=g, dtype=torch.float64) for r in references]
+    inputs = [t.clone().requires_grad_() for t in (x, weight, bias)]
+    torch.autograd.backward(pixelwise_product_pieces(*inputs, sizes), grads)
+    expected = [t.clone().requires_grad_() for t in (x, weight, bias)]
+    torch.autograd.backward(F.conv2d(*expected).split(sizes, dim=1), grads)
+    for mine, theirs in zip(inputs, expected):
+        torch.testing.assert_close(mine.grad, theirs.grad, atol=1e-12, rtol=1e-12)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_compiled_nearest_upsampling_equals_interpolate_and_is_channels_last(monkeypatch, channels_last):
+    # As above, the CUDA condition is taken on the CPU so that the block-broadcast formulation runs compiled.
+    monkeypatch.setattr(channels_last_ops, "compiling_for_cuda",
+                        lambda x: torch.compiler.is_compiling() and x.ndim == 4)
+    torch._dynamo.reset()
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)  # NCHW as a group norm's output, or channels-last
+    if channels_last:
+        x = x.to(memory_format=torch.channels_last)
+    grad = torch.randn(2, 6, 6, 10, dtype=torch.float64)
+    results = []
+    for upsample in (torch.compile(upsample_nearest2x, fullgraph=True),
+                     lambda t: F.interpolate(t, scale_factor=2, mode="nearest")):
+        xi = x.clone().requires_grad_()
+        out = upsample(xi)
+        out.backward(grad)
+        results.append((out, xi.grad))
+    (out, x_grad), (reference, reference_grad) = results
+    assert torch.equal(out, reference)
+    torch.testing.assert_close(x_grad, reference_grad, atol=1e-12, rtol=1e-12)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    # (A leaf's gradient takes the leaf's layout, so the channels-last gradient shows on a channels-last input.)
+    assert x_grad.is_contiguous(memory_format=torch.channels_last) == channels_last
+    # Not compiling: interpolate itself.
+    assert torch.equal(upsample_nearest2x(x), reference)
+    torch._dynamo.reset()
+
+
+def test_compiled_film_inputs_equal_the_broadcast_sum_in_values_and_gradients(monkeypatch):
+    import generators.film as film
+    # The compiled CUDA condition on the CPU: the vectors' gradient comes from the batched product with ones.
+    monkeypatch.setattr(film, "wants_channels_last_gradient",
+                        lambda x: x.ndim == 4 and x.is_contiguous(memory_format=torch.channels_last))
+    torch._dynamo.reset()
+    g = torch.Generator().manual_seed(2)
+    vectors = torch.randn(3, 8, generator=g, dtype=torch.float64)
+    maps = [torch.randn(3, 8, s, s, generator=g, dtype=torch.float64).to(memory_format=torch.channels_last)
+            for s in (6, 3)]
+    grads = [torch.randn(m.shape, generator=g, dtype=torch.float64) for m in maps]
+    results = []
+    for inputs in (lambda v, ms: torch.compile(film.film_inputs, fullgraph=True)(v, ms),
+                   lambda v, ms: [F.silu(m + v[:, :, None, None]) for m in ms]):
+        v, ms = vectors.clone().requires_grad_(), [m.clone().requires_grad_() for m in maps]
+        outs = inputs(v, ms)
+        torch.autograd.backward(outs, grads)
+        results.append((outs, v.grad, [m.grad for m in ms]))
+    (outs, v_grad, m_grads), (ref_outs, ref_v_grad, ref_m_grads) = results
+    for mine, theirs in zip([*outs, v_grad, *m_grads], [*ref_outs, ref_v_grad, *ref_m_grads]):
+        torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-12)
+    torch._dynamo.reset()

@@ -77,3 +77,25 @@ def test_a_bad_setting_stops_before_any_variant_runs():
     result = _variants("a", "b:no_such_setting=1")
     assert result.returncode != 0 and "unknown setting 'no_such_setting'" in result.stderr
     assert "| a |" not in result.stdout
+
+
+def test_a_variant_runs_the_nvsc_of_the_tree_its_code_setting_names(tmp_path):
+    import shutil
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[2]
+    other = tmp_path / "other"
+    for package in ("benchmarks", "generators", "scenes"):
+        shutil.copytree(root / package, other / package, ignore=shutil.ignore_patterns("__pycache__"))
+    # The other tree's training code announces itself, so its row shows which code the variant ran.
+    with open(other / "generators" / "training.py", "a") as training:
+        training.write("\nraise RuntimeError('the other tree')\n")
+    result = _variants("here", f"there:code={other}")
+    assert result.returncode == 1
+    assert "| here | (defaults) |" in result.stdout and "RuntimeError: the other tree" in result.stdout
+    assert f"`code={other}`" in result.stdout
+
+
+def test_a_code_setting_without_this_script_is_named_before_anything_runs(tmp_path):
+    result = _variants("a", f"b:code={tmp_path}")
+    assert result.returncode != 0 and f"code={tmp_path}: no benchmarks/generator_variants.py" in result.stderr
+    assert "| a |" not in result.stdout
