@@ -1,9 +1,12 @@
 """3DiM's X-UNet (Watson et al. 2023, "Novel View Synthesis with Diffusion Models", Sec. 3 and Appendix).
 
 Two frames per example go through the same UNet weights: frame 0 is the clean conditioning view, frame 1 the noisy
-target z_t. Frames are stacked in the batch dimension, interleaved ([B * 2, C, H, W], row 2b + f is frame f of
-example b), so convolutions and normalisations see each frame on its own; only the attention blocks mix them:
-self-attention inside each frame, then cross-attention where each frame attends to the other one.
+target z_t. Frames are stacked in the batch dimension, conditioning frames first ([B * 2, C, H, W], row f * B + b
+is frame f of example b), so convolutions and normalisations see each frame on its own; only the attention blocks
+mix them: self-attention inside each frame, then cross-attention where each frame attends to the other one. (With
+the frames in two blocks of rows, the other frame of every row is a slice, and so is the target frame's part; with
+the frames interleaved the compiled backward assembled the attention's gradients from strided pieces, 1.9 ms of a
+`3dim-64` step on an H100.)
 
 Every ResNet block is modulated (FiLM) by the sum of two embeddings: the frame's logSNR (the clean conditioning
 frame is told logsnr_max) and its per-pixel pose embedding, i.e. the NeRF positional encoding of the ray origin and
@@ -195,7 +198,7 @@ class AttnBlock(nn.Module):
         self.out = _zero_init(nn.Linear(channels, channels))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x [B * 2, C, h, w] (frames interleaved) -> same shape."""
+        """x [B * 2, C, h, w] (conditioning frames first) -> same shape."""
         frames, channels, height, width = x.shape
         # Pixels as rows of one matrix, so that each projection is one product with its bias fused (a view of
         # channels-last activations).
@@ -203,10 +206,12 @@ class AttnBlock(nn.Module):
         q, k, v = (t.unflatten(-1, (self.num_heads, -1)).transpose(1, 2)  # [B * 2, heads, h * w, C / heads]
                    for t in self.qkv(tokens).unflatten(0, (frames, -1)).chunk(3, dim=-1))
         if self.cross:
-            # Each frame attends to the other one: even rows' queries to odd rows' keys and values, and back. Strided
-            # views, where swapping the frames of k and v first would copy both (and their gradients).
-            attended = torch.stack([F.scaled_dot_product_attention(q[0::2], k[1::2], v[1::2]),
-                                    F.scaled_dot_product_attention(q[1::2], k[0::2], v[0::2])], dim=1).flatten(0, 1)
+            # Each frame attends to the other one: the conditioning frames' queries to the target frames' keys and
+            # values, and back. Slices, where swapping the frames of k and v first would copy both (and their
+            # gradients).
+            half = frames // 2
+            attended = torch.cat([F.scaled_dot_product_attention(q[:half], k[half:], v[half:]),
+                                  F.scaled_dot_product_attention(q[half:], k[:half], v[:half])])
         else:
             attended = F.scaled_dot_product_attention(q, k, v)
         out = self.out(attended.transpose(1, 2).reshape(-1, channels))  # [B * 2 * h * w, C]
@@ -243,18 +248,18 @@ class Conditioning(nn.Module):
                 ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """logSNR embedding [B * 2, E] and one pose embedding [B * 2, E, H / 2^i, W / 2^i] per level i."""
         config, batch = self.config, logsnr.shape[0]
-        frame_logsnr = torch.stack([torch.full_like(logsnr, config.logsnr_max), logsnr], dim=1).flatten()
+        frame_logsnr = torch.cat([torch.full_like(logsnr, config.logsnr_max), logsnr])
         logsnr_emb = self.logsnr_mlp(logsnr_embedding(frame_logsnr, config.ch, config.logsnr_min, config.logsnr_max))
 
         # Rays are built in torch on the model's device: no NumPy, no host round trip per forward pass.
         device = logsnr.device
-        c2w = torch.stack([cond_c2w, target_c2w], dim=1).flatten(0, 1).to(device, torch.float32)  # [B * 2, 4, 4]
-        intrinsics = intrinsics.to(device, torch.float32).expand(batch, 4).repeat_interleave(2, dim=0)
+        c2w = torch.cat([cond_c2w, target_c2w]).to(device, torch.float32)  # [B * 2, 4, 4]
+        intrinsics = intrinsics.to(device, torch.float32).expand(batch, 4).repeat(2, 1)
         origins, directions = camera_rays(c2w, intrinsics, height, width)  # [B * 2, H, W, 3]
         pose = torch.cat([nerf_positional_encoding(origins, config.pos_octaves),
                           nerf_positional_encoding(directions, config.pos_octaves)], dim=-1).permute(0, 3, 1, 2)
-        pose = pose * cond_mask.repeat_interleave(2)[:, None, None, None]
-        pose = pose + self.frame_emb.repeat(batch, 1)[:, :, None, None]
+        pose = pose * cond_mask.repeat(2)[:, None, None, None]
+        pose = pose + self.frame_emb.repeat_interleave(batch, dim=0)[:, :, None, None]
         # Area-resize the encoding to each level before projecting it (anti-aliases the high octaves).
         pose_embs = [pixelwise_linear(F.avg_pool2d(pose, 2 ** i) if i else pose, proj.weight, proj.bias)
                      for i, proj in enumerate(self.pose_proj)]
@@ -262,9 +267,9 @@ class Conditioning(nn.Module):
 
 
 def _target_rows(x: torch.Tensor) -> torch.Tensor:
-    """The target frame's rows of a tensor with frames interleaved [B * 2, ...] -> [B, ...]. (The slice's backward
-    writes a zero-filled NCHW gradient, which the convolutions before it would copy to NHWC; see channels_last.)"""
-    return channels_last_gradient(x)[1::2]
+    """The target frame's rows of a tensor of both frames [B * 2, ...] -> [B, ...]. (The slice's backward writes a
+    zero-filled NCHW gradient, which the convolutions before it would copy to NHWC; see channels_last.)"""
+    return channels_last_gradient(x)[x.shape[0] // 2:]
 
 
 class XUNet(nn.Module):
@@ -295,8 +300,8 @@ class XUNet(nn.Module):
         self.conv_out = _zero_init(nn.Conv2d(channels, 3, 3, padding=1))
 
     def _keep_target_frame(self, index: int, h: torch.Tensor, skips: list, films: list) -> tuple:
-        """After the last up block that mixes frames, keep only the target frame (odd rows) from there on; the
-        FiLM plan projected the embeddings of the later blocks on those rows already."""
+        """After the last up block that mixes frames, keep only the target frame (the second half of the rows) from
+        there on; the FiLM plan projected the embeddings of the later blocks on those rows already."""
         if index != self._last_mixing_block:
             return h, skips, films
         return _target_rows(h), [_target_rows(s) for s in skips], films
@@ -316,6 +321,6 @@ class XUNet(nn.Module):
         emb_acts = film_inputs(logsnr_emb, pose_embs)
         films = self._film_plan.project(emb_acts, keep_rows=_target_rows)  # every block's FiLM, a product per level
 
-        h = torch.stack([cond_image * cond_mask[:, None, None, None], z_t], dim=1).flatten(0, 1)  # [B * 2, 3, H, W]
+        h = torch.cat([cond_image * cond_mask[:, None, None, None], z_t])  # [B * 2, 3, H, W]
         h = run_levels(self, self.conv_in(h), [films] * len(emb_acts), after_up_block=self._keep_target_frame)
         return self.conv_out(F.silu(self.norm_out(h)))  # [B, 3, H, W]

@@ -36,12 +36,12 @@ def test_only_cross_frame_attention_carries_the_conditioning_view_and_only_withi
 
 def test_cross_attention_reads_the_conditioning_frame_and_self_attention_the_target_frame():
     # A float64 reference of one cross-attention block on frames laid out [B, 2, C, h, w] (3DiM's layout), against
-    # the interleaved [B * 2] rows: frame 1 (target) must take its keys and values from frame 0 (conditioning).
+    # the [B * 2] rows, conditioning frames first: frame 1 (target) must take its keys and values from frame 0.
     torch.manual_seed(0)
     block = AttnBlock(8, num_heads=2, cross=True).double()
     torch.nn.init.normal_(block.out.weight)
     frames = torch.randn(3, 2, 8, 4, 4, dtype=torch.float64)
-    out = block(frames.flatten(0, 1)).unflatten(0, (3, 2))
+    out = block(frames.transpose(0, 1).flatten(0, 1)).unflatten(0, (2, 3)).transpose(0, 1)
 
     def attend(query_frame, key_frame):
         tokens = [block.norm(f).flatten(2).transpose(1, 2) for f in (query_frame, key_frame)]  # [B, 16, 8]

@@ -71,26 +71,28 @@ def frame_swapped_cross_attention(block: AttnBlock, x: torch.Tensor) -> torch.Te
     frames, channels, height, width = x.shape
     tokens = block.norm(x).flatten(2).transpose(1, 2)
     q, k, v = (t.unflatten(-1, (block.num_heads, -1)).transpose(1, 2) for t in block.qkv(tokens).chunk(3, dim=-1))
-    k, v = (t.unflatten(0, (-1, 2)).flip(1).flatten(0, 1) for t in (k, v))
+    k, v = (t.unflatten(0, (2, -1)).flip(0).flatten(0, 1) for t in (k, v))
     out = block.out(F.scaled_dot_product_attention(q, k, v).transpose(1, 2).flatten(2))
     return (x + out.transpose(1, 2).reshape(frames, channels, height, width)) / math.sqrt(2.0)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cross_attention_on_strided_frames_equals_swapping_the_frames(channels_last):
+def test_cross_attention_on_frame_slices_equals_swapping_the_frames(channels_last):
     torch.manual_seed(0)
     block = AttnBlock(16, 4, cross=True).double()
     with torch.no_grad():
         block.out.weight.normal_(0, 0.3)  # zero-initialised: random, so that the attention shows
-    x = torch.randn(6, 16, 4, 5, dtype=torch.float64)  # 3 examples, frames interleaved
+    x = torch.randn(6, 16, 4, 5, dtype=torch.float64)  # 3 examples, conditioning frames (rows 0-2) first
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     out = block(x)
     torch.testing.assert_close(out, frame_swapped_cross_attention(block, x), atol=1e-12, rtol=1e-12)
-    # Each example's frames read each other only: changing example 0 leaves the others' outputs alone.
+    # Each example's frames read each other only: changing example 0's conditioning frame (row 0) changes its target
+    # frame (row 3) and leaves the other examples' rows alone.
     changed = x.clone()
     changed[0] = torch.randn_like(changed[0])
-    assert torch.equal(block(changed)[2:], out[2:]) and not torch.allclose(block(changed)[1], out[1])
+    others = [1, 2, 4, 5]
+    assert torch.equal(block(changed)[others], out[others]) and not torch.allclose(block(changed)[3], out[3])
 
 
 def test_pixelwise_product_pieces_are_the_split_convolution_with_gradients_concatenated_along_rows():
