@@ -66,8 +66,9 @@ def reset_peak() -> None:
 
 
 def train_variant(config, pairs, batch: int, precision: str, channels_last: bool, compile: bool, cuda_graphs: bool,
-                  grad_accumulation: int, steps: int, warmup: int) -> dict:
-    """images/s and peak GiB of `steps` training steps after `warmup` steps (compilation happens there)."""
+                  grad_accumulation: int, steps: int, warmup: int, repeats: int = 1) -> dict:
+    """images/s (of the fastest of `repeats` timed runs of `steps` training steps) and peak GiB, after `warmup`
+    steps (compilation happens there)."""
     reset_peak()
     run = TrainingRun(config, TrainConfig(batch_size=batch, precision=precision, channels_last=channels_last,
                                           compile=compile, cuda_graphs=cuda_graphs,
@@ -77,10 +78,12 @@ def train_variant(config, pairs, batch: int, precision: str, channels_last: bool
         run.train_step(pairs.sample(batch, run.data_generator))
     if not cuda_graphs:  # CUDA graphs allocate their memory pool while warm-up records them: keep it in the peak
         reset_peak()
-    start = synchronize()
-    for _ in range(steps):
-        loss = run.train_step(pairs.sample(batch, run.data_generator))
-    seconds = synchronize() - start
+    seconds = float("inf")
+    for _ in range(repeats):
+        start = synchronize()
+        for _ in range(steps):
+            loss = run.train_step(pairs.sample(batch, run.data_generator))
+        seconds = min(seconds, synchronize() - start)
     result = {"images_per_s": steps * batch / seconds, "peak_gib": peak_gib(),
               "loss": float(loss)}
     del run
@@ -180,11 +183,21 @@ def text_of_training(args, rows: list[dict], flops: float, parameters: int, devi
     return "\n".join(lines)
 
 
+def write_text(out: Path | None, text: str) -> None:
+    """Print the tables, and write them to `out` where given."""
+    print(text)
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(text)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="3dim-64", choices=sorted(PRESETS))
     parser.add_argument("--steps", type=int, default=15, help="Timed training steps per variant.")
     parser.add_argument("--warmup", type=int, default=5, help="Untimed steps first (compilation happens here).")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="Timed runs of --steps steps per variant; the fastest counts (as generator_variants.py).")
     parser.add_argument("--variants", default="bf16,bf16+cl,bf16+cl+compile",
                         help="Comma-separated training variants at batch 32: precision[+cl][+compile].")
     parser.add_argument("--big-batch", type=int, default=128)
@@ -227,7 +240,8 @@ def main() -> int:
     runs += [(args.big_batch, args.big_variant)] if args.big_variant != "none" else []
     for batch, variant in runs:
         try:
-            result = train_variant(config, pairs, batch, steps=args.steps, warmup=args.warmup, **parse(variant))
+            result = train_variant(config, pairs, batch, steps=args.steps, warmup=args.warmup, repeats=args.repeats,
+                                   **parse(variant))
         except torch.OutOfMemoryError:
             result = {"images_per_s": float("nan"), "peak_gib": float("nan"), "error": "out of memory"}
         result.update(batch=batch, variant=variant, mfu=result["images_per_s"] * flops / PEAK_FLOPS,
@@ -238,26 +252,20 @@ def main() -> int:
               flush=True)
     draw = data_draw_ms(pairs, 32)
     print(f"drawing a batch of 32 pairs on the GPU: {draw:.3f} ms", flush=True)
-    sample_variant = parse(args.sample_variant)
-    if args.sample_batch < 1:
-        print(text_of_training(args, rows, flops, parameters, device_name, draw))
-        return 0
-    sample = sampling(config, args.sample_batch, args.sample_steps, 3.0, sample_variant["channels_last"],
-                      sample_variant["compile"])
-    print(f"sampling {args.sample_batch} views, 256 guided steps: {sample['sampling_s_per_view']:.3f} s/view, bare "
-          f"forward passes {sample['bare_s_per_view']:.3f} s/view, overhead {100 * sample['overhead']:.1f}%",
-          flush=True)
-
     lines = text_of_training(args, rows, flops, parameters, device_name, draw).splitlines()
-    lines += ["", "| sampling (256 steps, guidance 3, both passes in one batch) | views at once | s/view | "
-              "bare forward passes s/view | overhead |", "|---|---:|---:|---:|---:|",
-              f"| ancestral, {args.sample_variant} | {sample['batch']} | {sample['sampling_s_per_view']:.4f} | "
-              f"{sample['bare_s_per_view']:.4f} | {100 * sample['overhead']:.1f}% |"]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text)
+    sample = None
+    if args.sample_batch >= 1:
+        sample_variant = parse(args.sample_variant)
+        sample = sampling(config, args.sample_batch, args.sample_steps, 3.0, sample_variant["channels_last"],
+                          sample_variant["compile"])
+        print(f"sampling {args.sample_batch} views, 256 guided steps: {sample['sampling_s_per_view']:.3f} s/view, "
+              f"bare forward passes {sample['bare_s_per_view']:.3f} s/view, overhead {100 * sample['overhead']:.1f}%",
+              flush=True)
+        lines += ["", "| sampling (256 steps, guidance 3, both passes in one batch) | views at once | s/view | "
+                  "bare forward passes s/view | overhead |", "|---|---:|---:|---:|---:|",
+                  f"| ancestral, {args.sample_variant} | {sample['batch']} | {sample['sampling_s_per_view']:.4f} | "
+                  f"{sample['bare_s_per_view']:.4f} | {100 * sample['overhead']:.1f}% |"]
+    write_text(args.out, "\n".join(lines) + "\n")
     if args.json:
         args.json.write_text(json.dumps({"flops_per_image": flops, "train": rows, "sampling": sample,
                                          "device": device_name, "data_draw_ms": draw}, indent=2))
