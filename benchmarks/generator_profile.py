@@ -75,6 +75,9 @@ def main() -> int:
     parser.add_argument("--no-graphs", action="store_true",
                         help="Compile without CUDA graphs (copy kernels are then attributed to their operators).")
     parser.add_argument("--timed", type=int, default=10, help="Steps timed before profiling.")
+    parser.add_argument("--trace", type=Path, default=None,
+                        help="Also write the profiled steps as a Chrome trace (every kernel with its start and end, "
+                             "so gaps show; with TORCH_COMPILE_DEBUG=1 Inductor writes the kernels' code beside).")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         print("benchmarks/generator_profile.py needs a CUDA device")
@@ -114,6 +117,8 @@ def main() -> int:
         for _ in range(args.steps):
             run.train_step(pairs.sample(args.batch, run.data_generator))
         torch.cuda.synchronize()
+    if args.trace:
+        profiler.export_chrome_trace(str(args.trace))
     by_category, by_kernel, calls = collections.Counter(), collections.Counter(), collections.Counter()
     for event in profiler.events():
         # Annotations show up as device events too (Inductor's "## Call CompiledFxGraph ##", the optimizer's

@@ -1,4 +1,5 @@
-"""Operations whose compiled backward hands on channels-last gradients, for cuDNN convolutions that work NHWC.
+"""Formulations for a compiled step on channels-last CUDA activations: gradients handed on channels-last, for cuDNN
+convolutions that work NHWC, and a group norm whose reductions Inductor reads well in that layout.
 
 Under `torch.compile` Inductor lays out each backward tensor as the traced eager ops would. Several ops of the UNets
 produce NCHW gradients whatever their input's layout: ATen's CUDA group norm (NCHW-only), a row slice's backward
@@ -6,8 +7,8 @@ produce NCHW gradients whatever their input's layout: ATen's CUDA group norm (NC
 Most of those gradients flow straight into a convolution's backward, and cuDNN, working channels-last, first copies
 each one to NHWC (47 copies after the norms alone, about 4 ms of a 93 ms `3dim-64` training step on an H100;
 reports/benchmarks/generator.md). Asking for the gradient channels-last where it leaves the op lets Inductor write it
-that way in the kernel that computes it. Eager runs, and CPU ones (whose kernels handle channels-last), are
-unchanged.
+that way in the kernel that computes it. Eager runs, and CPU ones (whose kernels handle channels-last), run the
+plain operations.
 """
 
 from __future__ import annotations
