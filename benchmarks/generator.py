@@ -211,6 +211,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, default=None)
     parser.add_argument("--device", default="cuda")
     args = parser.parse_args()
+    if args.repeats < 1 or args.steps < 1:
+        parser.error("--steps and --repeats must be at least 1")
     global DEVICE
     DEVICE = torch.device(args.device)
     if DEVICE.type == "cuda" and not torch.cuda.is_available():
@@ -267,6 +269,7 @@ def main() -> int:
                   f"{sample['bare_s_per_view']:.4f} | {100 * sample['overhead']:.1f}% |"]
     write_text(args.out, "\n".join(lines) + "\n")
     if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"flops_per_image": flops, "train": rows, "sampling": sample,
                                          "device": device_name, "data_draw_ms": draw}, indent=2))
     return 0

@@ -188,9 +188,13 @@ def main() -> int:
         while any(child.poll() is None for child in children.values()):
             late = time.monotonic() - start > args.compile_limit
             for name, child in children.items():
-                if late and child.poll() is None and not (folder / f"{name}.ready").exists():
+                ready, failed = folder / f"{name}.ready", folder / f"{name}.failed"
+                if late and child.poll() is None and not ready.exists():
                     child.kill()
-                    (folder / f"{name}.failed").write_text(f"compilation over {args.compile_limit:.0f} s")
+                    failed.write_text(f"compilation over {args.compile_limit:.0f} s")
+                elif child.poll() is not None and not ready.exists() and not failed.exists():
+                    # Died before it could say so (e.g. on importing its code): the others wait for every variant.
+                    failed.write_text(f"exited with code {child.returncode} before compiling (its error is above)")
             time.sleep(1)
         for name, settings in parsed:
             result, failed = folder / f"{name}.json", folder / f"{name}.failed"

@@ -30,14 +30,10 @@ class _ChannelsLastGradient(torch.autograd.Function):
         return grad.contiguous(memory_format=torch.channels_last)
 
 
-def compiling_for_cuda(x: torch.Tensor) -> bool:
-    """Whether x is a 4-D CUDA tensor traced by torch.compile (the formulations here are for Inductor's kernels)."""
-    return torch.compiler.is_compiling() and x.is_cuda and x.ndim == 4
-
-
 def wants_channels_last_gradient(x: torch.Tensor) -> bool:
     """Whether x's gradient is to be handed on channels-last: a channels-last CUDA input traced by torch.compile."""
-    return compiling_for_cuda(x) and x.is_contiguous(memory_format=torch.channels_last)
+    return (torch.compiler.is_compiling() and x.is_cuda and x.ndim == 4
+            and x.is_contiguous(memory_format=torch.channels_last))
 
 
 def channels_last_gradient(x: torch.Tensor) -> torch.Tensor:
@@ -46,11 +42,11 @@ def channels_last_gradient(x: torch.Tensor) -> torch.Tensor:
 
 
 def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
-    """`F.interpolate(x, scale_factor=2, mode="nearest")`; compiled for CUDA, written as every pixel of the
-    channels-last view broadcast to a 2x2 block (same values, a channels-last result whatever x's layout), whose
-    backward sums each block where interpolate's scatters into an NCHW gradient with atomic adds (about 0.8 ms of a
-    `3dim-64` step, plus the copies of its result to NHWC)."""
-    if not compiling_for_cuda(x):
+    """`F.interpolate(x, scale_factor=2, mode="nearest")`; compiled on channels-last CUDA input, written as every
+    pixel of the channels-last view broadcast to a 2x2 block (same values), whose backward sums each block where
+    interpolate's scatters into an NCHW gradient with atomic adds (about 0.8 ms of a `3dim-64` step, plus the copies
+    of that gradient to NHWC)."""
+    if not wants_channels_last_gradient(x):
         return F.interpolate(x, scale_factor=2, mode="nearest")
     batch, channels, height, width = x.shape
     pixels = _ChannelsLastGradient.apply(x).permute(0, 2, 3, 1)[:, :, None, :, None, :]
@@ -58,10 +54,11 @@ def upsample_nearest2x(x: torch.Tensor) -> torch.Tensor:
     return blocks.reshape(batch, 2 * height, 2 * width, channels).permute(0, 3, 1, 2)
 
 
-def group_norm_by_channel_sums(x: torch.Tensor, groups: int, weight: torch.Tensor, bias: torch.Tensor,
+def group_norm_by_channel_sums(x: torch.Tensor, groups: int, weight: torch.Tensor | None, bias: torch.Tensor | None,
                                eps: float) -> torch.Tensor:
-    """`F.group_norm(x, groups, weight, bias, eps)` (computed in at least float32, as autocast runs it) from sums of x
-    and x^2 over each channel's pixels, added up per group; one pass over x for both.
+    """`F.group_norm(x, groups, weight, bias, eps)` from sums of x and x^2 over each channel's pixels, added up per
+    group; one pass over x for both. Computed in at least float32; the result has x's dtype, or float32 under
+    autocast (which runs group norm in float32).
 
     Compiled on channels-last input, a sum over one channel's pixels is a reduction down the columns of the
     [pixels, channels] rows, which Inductor reads at close to the memory bandwidth; the group norm's own reductions,
@@ -80,8 +77,14 @@ def group_norm_by_channel_sums(x: torch.Tensor, groups: int, weight: torch.Tenso
 
     mean = per_group_mean(values)
     variance = (per_group_mean(values * values) - mean * mean).clamp_min(0.0)
-    scale = per_channel(torch.rsqrt(variance + eps)) * weight[:, None, None]
-    return values * scale + (bias[:, None, None] - per_channel(mean) * scale)
+    scale = per_channel(torch.rsqrt(variance + eps))
+    if weight is not None:
+        scale = scale * weight[:, None, None]
+    shift = -per_channel(mean) * scale
+    if bias is not None:
+        shift = shift + bias[:, None, None]
+    normed = values * scale + shift
+    return normed if torch.is_autocast_enabled(x.device.type) else normed.to(x.dtype)
 
 
 class GroupNorm(nn.GroupNorm):

@@ -119,12 +119,12 @@ def test_pixelwise_product_pieces_are_the_split_convolution_with_gradients_conca
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_compiled_nearest_upsampling_equals_interpolate_and_is_channels_last(monkeypatch, channels_last):
+def test_compiled_nearest_upsampling_equals_interpolate_and_keeps_channels_last(monkeypatch, channels_last):
     # As above, the CUDA condition is taken on the CPU so that the block-broadcast formulation runs compiled.
-    monkeypatch.setattr(channels_last_ops, "compiling_for_cuda",
-                        lambda x: torch.compiler.is_compiling() and x.ndim == 4)
+    monkeypatch.setattr(channels_last_ops, "wants_channels_last_gradient",
+                        lambda x: torch.compiler.is_compiling() and x.is_contiguous(memory_format=torch.channels_last))
     torch._dynamo.reset()
-    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)  # NCHW as a group norm's output, or channels-last
+    x = torch.randn(2, 6, 3, 5, dtype=torch.float64)  # NCHW (interpolate itself, compiled), or channels-last
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
     grad = torch.randn(2, 6, 6, 10, dtype=torch.float64)
@@ -138,8 +138,7 @@ def test_compiled_nearest_upsampling_equals_interpolate_and_is_channels_last(mon
     (out, x_grad), (reference, reference_grad) = results
     assert torch.equal(out, reference)
     torch.testing.assert_close(x_grad, reference_grad, atol=1e-12, rtol=1e-12)
-    assert out.is_contiguous(memory_format=torch.channels_last)
-    # (A leaf's gradient takes the leaf's layout, so the channels-last gradient shows on a channels-last input.)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
     assert x_grad.is_contiguous(memory_format=torch.channels_last) == channels_last
     # Not compiling: interpolate itself.
     assert torch.equal(upsample_nearest2x(x), reference)
@@ -168,3 +167,34 @@ def test_compiled_film_inputs_equal_the_broadcast_sum_in_values_and_gradients(mo
     for mine, theirs in zip([*outs, v_grad, *m_grads], [*ref_outs, ref_v_grad, *ref_m_grads]):
         torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-12)
     torch._dynamo.reset()
+
+
+def test_group_norm_by_channel_sums_matches_group_norm_in_dtype_and_value():
+    from generators.channels_last import group_norm_by_channel_sums
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(2, 8, 5, 6, generator=g).to(memory_format=torch.channels_last)
+    weight, bias = torch.randn(8, generator=g), torch.randn(8, generator=g)
+    # Under autocast, as in training: float32 out, as CUDA autocast runs group norm, from the bfloat16 values.
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mine = group_norm_by_channel_sums(x.bfloat16(), 4, weight, bias, 1e-5)
+    assert mine.dtype == torch.float32
+    torch.testing.assert_close(mine, F.group_norm(x.bfloat16().float(), 4, weight, bias, 1e-5), atol=1e-5, rtol=1e-5)
+    # Without autocast the result has the input's dtype.
+    mine = group_norm_by_channel_sums(x.bfloat16(), 4, weight.bfloat16(), bias.bfloat16(), 1e-5)
+    assert mine.dtype == torch.bfloat16
+    torch.testing.assert_close(mine, F.group_norm(x.bfloat16(), 4, weight.bfloat16(), bias.bfloat16(), 1e-5),
+                               atol=0.05, rtol=0.02)
+    # Without affine parameters, and in the regime where E[x^2] - E[x]^2 loses digits: mean 40x the spread.
+    torch.testing.assert_close(group_norm_by_channel_sums(x.double(), 2, None, None, 1e-5),
+                               F.group_norm(x.double(), 2, eps=1e-5), atol=1e-12, rtol=1e-12)
+    shifted = 20 + 0.5 * x
+    torch.testing.assert_close(group_norm_by_channel_sums(shifted, 4, weight, bias, 1e-5),
+                               F.group_norm(shifted, 4, weight, bias, 1e-5), atol=2e-3, rtol=2e-3)
+
+
+def test_pixelwise_product_pieces_are_views_of_one_channels_last_product():
+    x = torch.randn(2, 12, 5, 7).to(memory_format=torch.channels_last)
+    pieces = pixelwise_product_pieces(x, torch.randn(20, 12, 1, 1), torch.randn(20), [4, 10, 6])
+    # Each piece reads its channels of the same [N, H, W, 20] rows, so their gradients meet in that layout.
+    assert [p.stride() for p in pieces] == [(5 * 7 * 20, 1, 7 * 20, 20)] * 3
+    assert len({p.untyped_storage().data_ptr() for p in pieces}) == 1

@@ -86,13 +86,14 @@ def test_a_variant_runs_the_nvsc_of_the_tree_its_code_setting_names(tmp_path):
     other = tmp_path / "other"
     for package in ("benchmarks", "generators", "scenes"):
         shutil.copytree(root / package, other / package, ignore=shutil.ignore_patterns("__pycache__"))
-    # The other tree's training code announces itself, so its row shows which code the variant ran.
-    with open(other / "generators" / "training.py", "a") as training:
-        training.write("\nraise RuntimeError('the other tree')\n")
+    # The other tree's code announces itself, so its row shows which code the variant ran. It fails on import, before
+    # it could report, and the variant that got ready does not wait for it for ever.
+    with open(other / "generators" / "xunet.py", "a") as xunet:
+        xunet.write("\nraise RuntimeError('the other tree')\n")
     result = _variants("here", f"there:code={other}")
     assert result.returncode == 1
-    assert "| here | (defaults) |" in result.stdout and "RuntimeError: the other tree" in result.stdout
-    assert f"`code={other}`" in result.stdout
+    assert "| here | (defaults) |" in result.stdout and "exited with code 1 before compiling" in result.stdout
+    assert "RuntimeError: the other tree" in result.stderr and f"`code={other}`" in result.stdout
 
 
 def test_a_code_setting_without_this_script_is_named_before_anything_runs(tmp_path):

@@ -90,6 +90,7 @@ def test_unconditional_prediction_ignores_conditioning_image_and_poses():
 def test_cond_mask_applies_per_example_and_examples_are_independent():
     model = randomised(MICRO)
     z, logsnr, cond, cond_c2w, target_c2w, k = inputs(3, 8)
+    k = k * torch.tensor([1.0, 1.3, 0.8])[:, None]  # each example its own intrinsics: their order is checked too
     mask = torch.tensor([1.0, 0.0, 1.0])
     with torch.no_grad():
         together = model(z, logsnr, cond, cond_c2w, target_c2w, k, mask)
