@@ -11,10 +11,10 @@ this script), so that a change of the code is measured against the code before i
     git worktree add /tmp/before HEAD~1
     python benchmarks/generator_variants.py before:code=/tmp/before now
 
-Compiling 3dim-64 takes minutes,
-so every variant compiles at the same time in a process of its own (its own Inductor cache, so no variant reuses
-another's kernels); then they take turns, one at a time on the GPU, to time their steps. The table gives each
-variant's images/s and its ratio to the first variant, measured in the same run on the same machine.
+Compiling 3dim-64 takes minutes, so every variant compiles at the same time in a process of its own (its own
+Inductor cache, so no variant reuses another's kernels); then they take turns, one at a time on the GPU, to time
+their steps. The table gives each variant's images/s and its ratio to the first variant, measured in the same run
+on the same machine.
 """
 
 from __future__ import annotations
