@@ -92,7 +92,8 @@ class CorrespondenceAttention(nn.Module):
         # One query per sequence: two small batched products do it, and the fused SDPA kernels gain nothing here
         # (cuDNN's refused the mvd-64 benchmark's Q ~ 10^5 sequences on an H100). Softmax in at least float32.
         scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5  # [Q, heads, 1, L]
-        scores = scores.to(torch.promote_types(scores.dtype, torch.float32)).masked_fill(~mask[:, None, None, :], float("-inf"))
+        scores = scores.to(torch.promote_types(scores.dtype, torch.float32))
+        scores = scores.masked_fill(~mask[:, None, None, :], float("-inf"))
         attended = scores.softmax(dim=-1).to(v.dtype) @ v  # [Q, heads, 1, C / h]
         attended = attended.transpose(1, 2).reshape(-1, channels) * anything[:, None].to(x.dtype)
         out = self.out(attended).reshape(batch * views, height * width, channels)
