@@ -25,9 +25,7 @@ def pixelwise_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) 
     """A 1x1 convolution [N, C_in, H, W] -> [N, C_out, H, W] (weight [C_out, C_in, 1, 1]): on CUDA as
     `pixelwise_product`, on the CPU as the convolution (the faster there: the tiny preset's eager training step was
     6% slower with the product, 268 against 252.5 ms, timed once on a 2-core CPU)."""
-    if not x.is_cuda:
-        return F.conv2d(x, weight, bias)
-    return pixelwise_product(x, weight, bias)
+    return pixelwise_linear_pieces(x, weight, bias, [weight.shape[0]])[0]
 
 
 def pixelwise_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -38,12 +36,13 @@ def pixelwise_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor)
     cuBLAS adds the bias in the product's epilogue, and Inductor lays out the gradients that meet the product as the
     product reads them, where cuDNN's convolution backward first copied the 1024-channel embedding gradient to NHWC
     (3dim-64 at batch 32 on an H100: 330 -> 344 images/s; reports/benchmarks/generator.md)."""
-    return F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias).permute(0, 3, 1, 2)
+    return pixelwise_product_pieces(x, weight, bias, [weight.shape[0]])[0]
 
 
 def pixelwise_linear_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
                             sizes: Sequence[int]) -> list[torch.Tensor]:
-    """`pixelwise_linear(x, weight, bias).split(sizes, dim=1)`: on CUDA as `pixelwise_product_pieces`."""
+    """`pixelwise_linear(x, weight, bias).split(sizes, dim=1)`: on CUDA as `pixelwise_product_pieces`, on the CPU as
+    the convolution."""
     if not x.is_cuda:
         return list(F.conv2d(x, weight, bias).split(sizes, dim=1))
     return pixelwise_product_pieces(x, weight, bias, sizes)
