@@ -23,7 +23,7 @@ from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from benchmarks.generator import synthetic_scenes  # noqa: E402
+from benchmarks.generator import synthetic_scenes, timed_train_config  # noqa: E402
 from generators.training import TrainConfig, TrainingRun  # noqa: E402
 from generators.view_pairs import DevicePairBatches, ViewPairs  # noqa: E402
 from generators.xunet import PRESETS  # noqa: E402
@@ -98,9 +98,9 @@ def main() -> int:
         if flops > 0:
             print(f"  {name:14s} {flops / 1e9:8.1f} GFLOP  {100 * flops / total:5.1f}%")
 
-    run = TrainingRun(config, TrainConfig(batch_size=args.batch, precision="bf16", channels_last=True,
-                                          compile=not args.eager, cuda_graphs=False if args.no_graphs else None,
-                                          warmup_steps=10, steps=10 ** 9), device)
+    run = TrainingRun(config, timed_train_config(batch_size=args.batch, precision="bf16", channels_last=True,
+                                                 compile=not args.eager,
+                                                 cuda_graphs=False if args.no_graphs else None), device)
     start = time.perf_counter()
     for _ in range(4):
         run.train_step(pairs.sample(args.batch, run.data_generator))

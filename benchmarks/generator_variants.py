@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import math
 import os
 import subprocess
 import sys
@@ -82,8 +83,8 @@ def run_variant(args, name: str, settings: dict[str, str], folder: Path, count: 
     """One variant in this process: compile, wait until every variant has, then time with the GPU to itself."""
     import torch
 
-    from benchmarks.generator import synthetic_scenes
-    from generators.training import TrainConfig, TrainingRun
+    from benchmarks.generator import synthetic_scenes, timed_train_config
+    from generators.training import TrainingRun
     from generators.view_pairs import DevicePairBatches, ViewPairs
     from generators.xunet import PRESETS
 
@@ -95,15 +96,17 @@ def run_variant(args, name: str, settings: dict[str, str], folder: Path, count: 
     config = PRESETS[args.preset]
     pairs = DevicePairBatches(ViewPairs(synthetic_scenes(8, 50, config.image_size), config.image_size), device)
     compile_ = device.type == "cuda" and not args.eager
-    run = TrainingRun(config, TrainConfig(batch_size=args.batch, precision="bf16", channels_last=compile_,
-                                          compile=compile_, warmup_steps=10, steps=10 ** 9), device)
+    run = TrainingRun(config, timed_train_config(batch_size=args.batch, precision="bf16", channels_last=compile_,
+                                                 compile=compile_), device)
+    losses = []
 
     def steps(number: int) -> float:
         sync()
         start = time.perf_counter()
         for _ in range(number):
-            run.train_step(pairs.sample(args.batch, run.data_generator))
+            loss = run.train_step(pairs.sample(args.batch, run.data_generator))
         sync()
+        losses.append(float(loss))
         return time.perf_counter() - start
 
     compile_s = steps(args.warmup)
@@ -115,21 +118,23 @@ def run_variant(args, name: str, settings: dict[str, str], folder: Path, count: 
         steps(2)
         best = min(steps(args.steps) / args.steps for _ in range(args.repeats))
     return {"name": name, "settings": settings, "compile_s": compile_s, "step_ms": 1e3 * best,
-            "images_per_s": args.batch / best}
+            "images_per_s": args.batch / best, "loss": losses[-1]}
 
 
 def table(rows: list[dict]) -> str:
-    lines = ["| variant | settings | warm-up (compilation) | ms per step | images/s | ratio to the first |",
-             "|---|---|---:|---:|---:|---:|"]
+    from benchmarks.generator import loss_text
+
+    lines = ["| variant | settings | warm-up (compilation) | ms per step | images/s | last loss | ratio to the first |",
+             "|---|---|---:|---:|---:|---|---:|"]
     first = rows[0].get("images_per_s")
     for row in rows:
         settings = ", ".join(f"`{k}={v}`" for k, v in row["settings"].items()) or "(defaults)"
         if "error" in row:
-            lines.append(f"| {row['name']} | {settings} | {row['error']} | - | - | - |")
+            lines.append(f"| {row['name']} | {settings} | {row['error']} | - | - | - | - |")
             continue
         ratio = f"{row['images_per_s'] / first:.3f}x" if first else "-"
         lines.append(f"| {row['name']} | {settings} | {row['compile_s']:.0f} s | {row['step_ms']:.2f} | "
-                     f"{row['images_per_s']:.1f} | {ratio} |")
+                     f"{row['images_per_s']:.1f} | {loss_text(row.get('loss', math.nan))} | {ratio} |")
     return "\n".join(lines)
 
 

@@ -6,9 +6,9 @@ is trained unconditionally (cond_mask = 0), which classifier-free guidance needs
 2022). AdamW with linear warm-up, gradient clipping, and an exponential moving average (EMA) of the weights that
 is what sampling uses.
 
-Speed on a GPU: bf16 autocast, fused AdamW, the whole data set as uint8 on the device (`DevicePairBatches`), no host
-synchronisation between log lines, optional channels_last and `torch.compile` (benchmarks/generator.py measures
-each). Several GPUs: start the same command under `torchrun`; every process draws the same global batch and noise
+Speed on a GPU: bf16 autocast, clipping, AdamW and the EMA in one pass (`fused_update`), the whole data set as
+uint8 on the device (`DevicePairBatches`), no host synchronisation between log lines, optional channels_last and
+`torch.compile` (benchmarks/generator.py measures each). Several GPUs: start the same command under `torchrun`; every process draws the same global batch and noise
 and trains on its slice, so N processes follow the same trajectory as one process with the whole batch.
 
 Exact resume: a checkpoint holds the weights, the EMA, the optimizer state, the step and the states of the data and
@@ -36,6 +36,7 @@ from generators.checkpoint import (ARCHITECTURES, CONFIG_FILE, EMA_FILE, MODEL_F
                                    load_train_state, load_weights, read_config, read_model_config,
                                    recover_checkpoint, save_checkpoint)
 from generators.distributed import ProcessGroup, end_process_group, start_process_group
+from generators.fused_update import ClippedAdamWEMA
 from generators.schedule import CosineLogSNRSchedule
 from generators.view_pairs import DevicePairBatches, ViewPairs
 from generators.xunet import XUNetConfig
@@ -222,6 +223,10 @@ class TrainingRun:
         # Fused AdamW runs the whole update in a few kernels; it exists for CUDA tensors only.
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train_config.lr,
                                            fused=device.type == "cuda")
+        # Clipping, AdamW and the EMA in one pass over the parameters where its kernel runs (CUDA with Triton).
+        self.fused_update = ClippedAdamWEMA(self.model, self.ema, self.optimizer, train_config.grad_clip)
+        if self.fused_update.reason:
+            logger.debug("eager clipping, AdamW and EMA: %s", self.fused_update.reason)
         self.noise_generator = torch.Generator(device).manual_seed(train_config.seed + 1)
         self.data_generator = torch.Generator(device).manual_seed(train_config.seed + 2)
         self.step_count = 0
@@ -287,9 +292,11 @@ class TrainingRun:
                     loss = self.loss(batch, noise, rows) / count
                 loss.backward()
             total += loss.detach()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        self.optimizer.step()
-        update_ema(self.ema, self.model, ema_decay_at(self.step_count, self.config.ema_decay))
+        ema_decay = ema_decay_at(self.step_count, self.config.ema_decay)
+        if not self.fused_update.step(ema_decay):
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
+            self.optimizer.step()
+            update_ema(self.ema, self.model, ema_decay)
         return total
 
     def state(self) -> dict:

@@ -2,6 +2,7 @@
 GroupNorm handing on channels-last gradients, cross-attention on frame slices) against the eager model,
 and the multi-view UNet's likewise."""
 
+import copy
 import dataclasses
 
 import pytest
@@ -9,7 +10,7 @@ import torch
 
 import tests.generators.test_generators_multiview as multiview
 from generators.multiview_unet import MultiViewUNet
-from generators.training import TrainConfig, TrainingRun
+from generators.training import TrainConfig, TrainingRun, ema_decay_at, update_ema
 from generators.view_pairs import DevicePairBatches, ViewPairs
 from generators.xunet import XUNet
 from tests.generators.micro_model import MICRO, make_scenes
@@ -68,3 +69,29 @@ def test_compiled_training_with_cuda_graphs_runs_and_learns():
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-10:]) < sum(losses[:10])
     torch._dynamo.reset()
+
+
+
+def test_one_pass_update_matches_clipping_fused_adamw_and_ema_on_cuda():
+    """TrainingRun's one-pass clipping + AdamW + EMA kernel, compiled for the GPU, against clip_grad_norm_, fused
+    AdamW and update_ema on a copy, over steps with a new learning rate each and clipping on and off."""
+    run = TrainingRun(CONFIG, TrainConfig(batch_size=2, lr=1e-3, steps=10, channels_last=True), torch.device("cuda"))
+    assert run.fused_update.reason is None
+    model, ema = copy.deepcopy(run.model), copy.deepcopy(run.ema)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)
+    for step in range(1, 5):
+        scale = 10.0 if step % 2 else 1e-4  # clipped, then not
+        for weights, adamw in ((run.model, run.optimizer), (model, optimizer)):
+            adamw.param_groups[0]["lr"] = 1e-3 * step
+            generator = torch.Generator("cuda").manual_seed(step)
+            for p in weights.parameters():  # the same gradients for both, in each parameter's own layout
+                p.grad = torch.empty_like(p).copy_(scale * torch.randn(p.shape, device="cuda", generator=generator))
+        assert run.fused_update.step(ema_decay_at(step, 0.999))
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        update_ema(ema, model, ema_decay_at(step, 0.999))
+    for a, b in zip([*model.parameters(), *ema.parameters()], [*run.model.parameters(), *run.ema.parameters()]):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-7)
+    for a, b in zip(model.parameters(), run.model.parameters()):
+        for key in ("step", "exp_avg", "exp_avg_sq"):
+            torch.testing.assert_close(run.optimizer.state[b][key], optimizer.state[a][key], rtol=1e-5, atol=1e-9)

@@ -65,6 +65,7 @@ def test_variants_are_timed_in_turn_and_compared_to_the_first():
     assert result.returncode == 0, result.stderr
     rows = [line for line in result.stdout.splitlines() if line.startswith("| a ") or line.startswith("| b ")]
     assert len(rows) == 2 and rows[0].endswith("| 1.000x |") and "`cudnn.benchmark_limit=0`" in rows[1]
+    assert all(row.split("|")[6].strip().replace(".", "").isdigit() for row in rows)  # each row's last loss, finite
 
 
 def test_a_variant_over_the_compile_limit_is_stopped_and_reported():
