@@ -8,8 +8,9 @@ is what sampling uses.
 
 Speed on a GPU: bf16 autocast, clipping, AdamW and the EMA in one pass (`fused_update`), the whole data set as
 uint8 on the device (`DevicePairBatches`), no host synchronisation between log lines, optional channels_last and
-`torch.compile` (benchmarks/generator.py measures each). Several GPUs: start the same command under `torchrun`; every process draws the same global batch and noise
-and trains on its slice, so N processes follow the same trajectory as one process with the whole batch.
+`torch.compile` (benchmarks/generator.py measures each). Several GPUs: start the same command under `torchrun`;
+every process draws the same global batch and noise and trains on its slice, so N processes follow the same
+trajectory as one process with the whole batch.
 
 Exact resume: a checkpoint holds the weights, the EMA, the optimizer state, the step and the states of the data and
 noise generators; dropout's global generator is re-seeded from (seed, step, rank) at every checkpoint. A run killed
