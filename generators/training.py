@@ -221,7 +221,7 @@ class TrainingRun:
         if channels_last:  # the EMA too: the fused lerp over it then reads both in the same layout
             self.model.to(memory_format=torch.channels_last)
             self.ema.to(memory_format=torch.channels_last)
-        # Fused AdamW runs the whole update in a few kernels; it exists for CUDA tensors only.
+        # AdamW's state and its eager step (fused on CUDA), for steps that fused_update below cannot take.
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=train_config.lr,
                                            fused=device.type == "cuda")
         # Clipping, AdamW and the EMA in one pass over the parameters where its kernel runs (CUDA with Triton).
