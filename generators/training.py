@@ -390,6 +390,12 @@ def run_steps(run, draw_batch: Callable[[], dict], out_dir: Path, writer, group,
         checkpoint_now = step % train_config.checkpoint_every == 0 or step == train_config.steps
         if checkpoint_now or step % train_config.log_every == 0:
             loss = loss_sum.item() / window_steps  # the only host synchronisation
+            if not math.isfinite(loss):  # stop before a checkpoint of non-finite weights replaces the last good one
+                raise InvalidInputError(
+                    "TrainConfig.lr", f"training diverged: the mean loss of steps {step - window_steps + 1}-{step} "
+                    f"is {loss}", f"lower lr (now {train_config.lr:g}) or raise warmup_steps (now "
+                    f"{train_config.warmup_steps}); the last checkpoint in {out_dir}, if any, is kept (resume = true "
+                    "continues from it)")
             rate = window_steps * train_config.batch_size / (time.perf_counter() - window_start)
             progress.set_postfix(loss=f"{loss:.4f}", **{f"{unit}_s": f"{rate:.1f}"})
             if group.is_main:

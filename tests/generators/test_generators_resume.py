@@ -17,6 +17,7 @@ from safetensors.torch import load_file
 
 from generators.checkpoint import load_train_state
 from generators.training import TrainConfig, train_generator
+from scenes.errors import InvalidInputError
 from tests.generators.micro_model import MICRO, make_scenes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -117,3 +118,20 @@ def test_torchrun_ddp_ranks_agree_with_each_other_and_with_one_process(tmp_path)
         # Each rank trains half of the same global batch with the same noise and DDP averages the two gradients,
         # which is the whole batch's gradient: one process on the whole batch follows the same trajectory.
         torch.testing.assert_close(rank0[name], one[name], atol=2e-5, rtol=1e-4)
+
+
+def test_a_diverged_run_stops_with_the_fix_and_keeps_its_last_good_checkpoint(tmp_path, monkeypatch):
+    from generators.training import TrainingRun
+
+    real_step = TrainingRun.train_step
+
+    def diverging_step(run, batch):  # the loss of steps 3 on is NaN, as after a divergence
+        loss = real_step(run, batch)
+        return loss * float("nan") if run.step_count >= 3 else loss
+
+    monkeypatch.setattr(TrainingRun, "train_step", diverging_step)
+    config = TrainConfig(steps=6, batch_size=4, warmup_steps=1, checkpoint_every=2, log_every=2, device="cpu")
+    with pytest.raises(InvalidInputError, match=r"TrainConfig.lr: training diverged: the mean loss of steps 3-4 is nan"
+                                                r".*lower lr \(now 0.001\)"):
+        train_generator(make_scenes(2, 3, 8), MICRO, config, tmp_path / "run")
+    assert load_train_state(tmp_path / "run")["step"] == 2
