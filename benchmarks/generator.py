@@ -33,9 +33,9 @@ from scenes.cameras import Cameras, Intrinsics, look_at  # noqa: E402
 from scenes.scene import MultiViewScene  # noqa: E402
 
 #: Learning rate of the timed training runs. At TrainConfig's 1e-3 (10 warm-up steps here) the compiled batch-32 row
-#: of two runs ended with a NaN loss, and a GPU runs faster on NaN (its products draw less power, so it keeps higher
-#: clocks): such a row times nothing that training does. 1e-4 trains 3dim-64 from scratch without diverging. Each
-#: row reports its last loss, so that a diverged one shows.
+#: of two runs ended with a NaN loss, and a GPU can run faster on NaN (its products draw less power, so it holds
+#: higher clocks): such a row times nothing that training does. Ten times lower makes a divergence within the few
+#: dozen timed steps unlikely, and each row reports its last loss, so that a diverged one shows.
 TIMED_LR = 1e-4
 
 
@@ -45,6 +45,7 @@ def timed_train_config(**settings) -> TrainConfig:
 
 
 def loss_text(loss: float) -> str:
+    """A row's last loss, or why a non-finite one makes its timing meaningless."""
     return f"{loss:.4f}" if math.isfinite(loss) else f"{loss} (diverged: not a training step's timing)"
 
 

@@ -102,7 +102,7 @@ def run_variant(args, name: str, settings: dict[str, str], folder: Path, count: 
 
     def steps(number: int) -> float:
         sync()
-        start = time.perf_counter()
+        start, loss = time.perf_counter(), torch.tensor(math.nan)
         for _ in range(number):
             loss = run.train_step(pairs.sample(args.batch, run.data_generator))
         sync()
