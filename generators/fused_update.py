@@ -193,8 +193,8 @@ class ClippedAdamWEMA:
             return False
         table = self._address_table([*self.params, *grads, *[s["exp_avg"] for s in states],
                                      *[s["exp_avg_sq"] for s in states], *self.emas, *steps])
-        # As clip_grad_norm_: one multi-tensor norm, the coefficient clamped to 1, no host synchronisation.
-        total_norm = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads)))
+        # As clip_grad_norm_ (whose norm this is): the coefficient clamped to 1, no host synchronisation.
+        total_norm = torch.nn.utils.get_total_norm(grads)
         clip_coef = torch.clamp(self.max_norm / (total_norm + 1e-6), max=1.0)
         torch._foreach_add_(steps, 1)
         group = self.optimizer.param_groups[0]
