@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from generators.film import film_inputs, pixelwise_linear
+from generators.film import pose_film_inputs
 from generators.unet_levels import build_levels, run_levels
 from generators.xunet import (AttnBlock, ResnetBlock, XUNetConfig, _group_norm, _zero_init, logsnr_embedding,
                               nerf_positional_encoding)
@@ -69,8 +69,7 @@ class ConcatUNet(nn.Module):
         pose = pose.unflatten(0, (batch, 2)).permute(0, 1, 4, 2, 3).flatten(1, 2)  # [B, 2 * P, H, W]
         # As the X-UNet's unconditional mode: without conditioning the model sees neither view nor cameras.
         pose = pose * cond_mask[:, None, None, None]
-        return film_inputs(logsnr_emb, [pixelwise_linear(F.avg_pool2d(pose, 2 ** i) if i else pose, proj.weight,
-                                                          proj.bias) for i, proj in enumerate(self.pose_proj)])
+        return pose_film_inputs(logsnr_emb, pose, self.pose_proj)
 
     def forward(self, z_t: torch.Tensor, logsnr: torch.Tensor, cond_image: torch.Tensor, cond_c2w: torch.Tensor,
                 target_c2w: torch.Tensor, intrinsics: torch.Tensor, cond_mask: torch.Tensor | None = None

@@ -21,14 +21,14 @@ from torch import nn
 from generators.channels_last import wants_channels_last_gradient
 
 
-def pixelwise_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def pixelwise_linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """A 1x1 convolution [N, C_in, H, W] -> [N, C_out, H, W] (weight [C_out, C_in, 1, 1]): on CUDA as
     `pixelwise_product`, on the CPU as the convolution (the faster there: the tiny preset's eager training step was
     6% slower with the product, 268 against 252.5 ms, timed once on a 2-core CPU)."""
     return pixelwise_linear_pieces(x, weight, bias, [weight.shape[0]])[0]
 
 
-def pixelwise_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+def pixelwise_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """The 1x1 convolution as one matrix product over the pixels of x's channels-last view; the result is
     channels-last.
 
@@ -39,7 +39,7 @@ def pixelwise_product(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor)
     return pixelwise_product_pieces(x, weight, bias, [weight.shape[0]])[0]
 
 
-def pixelwise_linear_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+def pixelwise_linear_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                             sizes: Sequence[int]) -> list[torch.Tensor]:
     """`pixelwise_linear(x, weight, bias).split(sizes, dim=1)`: on CUDA as `pixelwise_product_pieces`, on the CPU as
     the convolution."""
@@ -48,7 +48,7 @@ def pixelwise_linear_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return pixelwise_product_pieces(x, weight, bias, sizes)
 
 
-def pixelwise_product_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+def pixelwise_product_pieces(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                              sizes: Sequence[int]) -> list[torch.Tensor]:
     """`pixelwise_product(x, weight, bias).split(sizes, dim=1)`, with the product's channels-last rows split before
     each piece is viewed as NCHW: autograd then concatenates the pieces' gradients along the rows, the layout the
@@ -78,11 +78,31 @@ class _AddPerMap(torch.autograd.Function):
         return grad, sums.to(ctx.vectors_dtype)
 
 
-def film_inputs(vectors: torch.Tensor, maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
-    """SiLU(map + vectors broadcast over its pixels) for each map [N, E, h, w] (vectors [N, E]): the activated
-    embedding that FiLM projects (3DiM applies SiLU before FiLM's projection), one per resolution level."""
-    return [F.silu(_AddPerMap.apply(m, vectors) if wants_channels_last_gradient(m) else m + vectors[:, :, None, None])
-            for m in maps]
+def film_inputs(vectors: Sequence[torch.Tensor], maps: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """SiLU(map + its vectors broadcast over its pixels) for each map [N, E, h, w] and its vectors [N, E]: the
+    activated embedding that FiLM projects (3DiM applies SiLU before FiLM's projection), one per resolution level."""
+    return [F.silu(_AddPerMap.apply(m, v) if wants_channels_last_gradient(m) else m + v[:, :, None, None])
+            for v, m in zip(vectors, maps, strict=True)]
+
+
+def pose_film_inputs(vectors: torch.Tensor, pose: torch.Tensor, projections: Sequence[nn.Conv2d],
+                     pose_offsets: torch.Tensor | None = None) -> list[torch.Tensor]:
+    """`film_inputs` of the per-pixel pose embeddings `projections[i](avg_pool(pose + pose_offsets, 2^i))` plus
+    vectors [N, E], for each level i (pose [N, P, H, W], pose_offsets [N, P] constant over the pixels).
+
+    The terms constant over a map's pixels (the projection's bias, the projected offsets) are added to the map's
+    vectors, not to its pixels; the same sum, since average pooling keeps a constant. Their gradients then come from
+    the per-map sums of the gradient that the vectors need anyway, and the pose (made of rays) needs no gradient even
+    where a learned offset is added to it. The backward drops two passes over every embedding-wide gradient: the
+    bias's sum down its rows and the product back to the pose (537 MB each at level 0 of `3dim-64`, batch 32)."""
+    maps, level_vectors = [], []
+    for level, projection in enumerate(projections):
+        pooled = F.avg_pool2d(pose, 2 ** level) if level else pose
+        maps.append(pixelwise_linear(pooled, projection.weight, None))
+        constant = (projection.bias if pose_offsets is None
+                    else F.linear(pose_offsets, projection.weight.flatten(1), projection.bias))
+        level_vectors.append(vectors + constant.to(maps[-1].dtype))  # no float32 promotion under autocast
+    return film_inputs(level_vectors, maps)
 
 
 class FiLM(nn.Module):

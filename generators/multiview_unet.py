@@ -30,7 +30,7 @@ from torch import nn
 from generators.caa import CorrespondenceAttention
 from generators.correspondence import (Correspondences, depth_correspondences, homography_correspondences,
                                        nearest_views, pool_depth, scale_intrinsics)
-from generators.film import film_inputs, pixelwise_linear
+from generators.film import pose_film_inputs
 from generators.unet_levels import build_levels, run_levels
 from generators.xunet import (AttnBlock, ResnetBlock, XUNetConfig, _group_norm, _zero_init, logsnr_embedding,
                               nerf_positional_encoding)
@@ -171,8 +171,7 @@ class MultiViewUNet(nn.Module):
         origins, directions = camera_rays(c2w.flatten(0, 1), k, height, width)  # [B * N, H, W, 3]
         pose = torch.cat([nerf_positional_encoding(origins, config.pos_octaves),
                           nerf_positional_encoding(directions, config.pos_octaves)], dim=-1).permute(0, 3, 1, 2)
-        return film_inputs(logsnr_emb, [pixelwise_linear(F.avg_pool2d(pose, 2 ** i) if i else pose, proj.weight,
-                                                          proj.bias) for i, proj in enumerate(self.pose_proj)])
+        return pose_film_inputs(logsnr_emb, pose, self.pose_proj)
 
     def check(self, z_t: torch.Tensor, c2w: torch.Tensor, intrinsics: torch.Tensor, depth: torch.Tensor | None
               ) -> None:

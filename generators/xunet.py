@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generators.channels_last import GroupNorm, channels_last_gradient, upsample_nearest2x
-from generators.film import FiLM, FiLMPlan, ProjectedFiLM, film_inputs, pixelwise_linear
+from generators.film import FiLM, FiLMPlan, ProjectedFiLM, pose_film_inputs
 from generators.unet_levels import blocks_in_order, build_levels, run_levels
 from scenes.cameras import camera_rays
 from scenes.errors import InvalidInputError
@@ -244,9 +244,8 @@ class Conditioning(nn.Module):
         self.pose_proj = nn.ModuleList(nn.Conv2d(pose_dim, config.emb_ch, 1) for _ in config.ch_mult)
 
     def forward(self, logsnr: torch.Tensor, cond_c2w: torch.Tensor, target_c2w: torch.Tensor,
-                intrinsics: torch.Tensor, cond_mask: torch.Tensor, height: int, width: int
-                ) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        """logSNR embedding [B * 2, E] and one pose embedding [B * 2, E, H / 2^i, W / 2^i] per level i."""
+                intrinsics: torch.Tensor, cond_mask: torch.Tensor, height: int, width: int) -> list[torch.Tensor]:
+        """FiLM's input per level i: SiLU(logSNR embedding + pose embedding) [B * 2, E, H / 2^i, W / 2^i]."""
         config, batch = self.config, logsnr.shape[0]
         frame_logsnr = torch.cat([torch.full_like(logsnr, config.logsnr_max), logsnr])
         logsnr_emb = self.logsnr_mlp(logsnr_embedding(frame_logsnr, config.ch, config.logsnr_min, config.logsnr_max))
@@ -259,11 +258,10 @@ class Conditioning(nn.Module):
         pose = torch.cat([nerf_positional_encoding(origins, config.pos_octaves),
                           nerf_positional_encoding(directions, config.pos_octaves)], dim=-1).permute(0, 3, 1, 2)
         pose = pose * cond_mask.repeat(2)[:, None, None, None]
-        pose = pose + self.frame_emb.repeat_interleave(batch, dim=0)[:, :, None, None]
-        # Area-resize the encoding to each level before projecting it (anti-aliases the high octaves).
-        pose_embs = [pixelwise_linear(F.avg_pool2d(pose, 2 ** i) if i else pose, proj.weight, proj.bias)
-                     for i, proj in enumerate(self.pose_proj)]
-        return logsnr_emb, pose_embs
+        # Each level's pose embedding projects the encoding area-resized to it (anti-aliases the high octaves) plus
+        # the frame's learned embedding.
+        return pose_film_inputs(logsnr_emb, pose, self.pose_proj,
+                                pose_offsets=self.frame_emb.repeat_interleave(batch, dim=0))
 
 
 def _target_rows(x: torch.Tensor) -> torch.Tensor:
@@ -315,10 +313,9 @@ class XUNet(nn.Module):
         if cond_mask is None:
             cond_mask = torch.ones(batch, device=z_t.device)
         cond_mask = cond_mask.to(device=z_t.device, dtype=z_t.dtype)
-        logsnr_emb, pose_embs = self.conditioning(logsnr.to(z_t.device, z_t.dtype), cond_c2w, target_c2w, intrinsics,
-                                                  cond_mask, height, width)
         # SiLU before FiLM's projection, as 3DiM's FiLM; computed once per level and shared by its blocks.
-        emb_acts = film_inputs(logsnr_emb, pose_embs)
+        emb_acts = self.conditioning(logsnr.to(z_t.device, z_t.dtype), cond_c2w, target_c2w, intrinsics, cond_mask,
+                                     height, width)
         films = self._film_plan.project(emb_acts, keep_rows=_target_rows)  # every block's FiLM, a product per level
 
         h = torch.cat([cond_image * cond_mask[:, None, None, None], z_t])  # [B * 2, 3, H, W]

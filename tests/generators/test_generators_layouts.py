@@ -157,8 +157,8 @@ def test_compiled_film_inputs_equal_the_broadcast_sum_in_values_and_gradients(mo
             for s in (6, 3)]
     grads = [torch.randn(m.shape, generator=g, dtype=torch.float64) for m in maps]
     results = []
-    for inputs in (lambda v, ms: torch.compile(film.film_inputs, fullgraph=True)(v, ms),
-                   lambda v, ms: [F.silu(m + v[:, :, None, None]) for m in ms]):
+    for inputs in (lambda v, ms: torch.compile(film.film_inputs, fullgraph=True)([v, 2 * v], ms),
+                   lambda v, ms: [F.silu(m + s * v[:, :, None, None]) for s, m in zip((1, 2), ms)]):
         v, ms = vectors.clone().requires_grad_(), [m.clone().requires_grad_() for m in maps]
         outs = inputs(v, ms)
         torch.autograd.backward(outs, grads)

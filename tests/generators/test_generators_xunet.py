@@ -164,8 +164,7 @@ def per_block_film_forward(model: XUNet, z, logsnr, cond, cond_c2w, target_c2w, 
     sliced by the cut hook: the reference of the plan's one product per level."""
     batch, _, height, width = z.shape
     ones = torch.ones(batch, dtype=z.dtype)
-    logsnr_emb, pose_embs = model.conditioning(logsnr, cond_c2w, target_c2w, intrinsics, ones, height, width)
-    emb_acts = [torch.nn.functional.silu(logsnr_emb[:, :, None, None] + pose) for pose in pose_embs]
+    emb_acts = model.conditioning(logsnr, cond_c2w, target_c2w, intrinsics, ones, height, width)
 
     def cut(index, h, skips, embs):
         if index != model._last_mixing_block:
@@ -186,6 +185,40 @@ def test_film_projections_in_one_product_per_level_equal_each_blocks_own():
     # Frames mix at 8 px (level 1), so the blocks of level 0 on the way up read the target frame alone.
     assert [(g.level, g.after_split, len(g.films)) for g in model._film_plan.groups] == [
         (0, False, 1), (1, False, 5), (2, False, 5), (0, True, 3)]
+
+
+def reference_film_inputs(conditioning, logsnr, cond_c2w, target_c2w, intrinsics, cond_mask, size):
+    """3DiM's embeddings written out: SiLU(logSNR embedding + conv1x1(avg_pool(masked encoding + frame embedding)))."""
+    from generators.xunet import camera_rays, logsnr_embedding
+    config, batch = conditioning.config, logsnr.shape[0]
+    frame_logsnr = torch.cat([torch.full_like(logsnr, config.logsnr_max), logsnr])
+    emb = conditioning.logsnr_mlp(logsnr_embedding(frame_logsnr, config.ch, config.logsnr_min, config.logsnr_max))
+    k = intrinsics.expand(batch, 4).repeat(2, 1).float()  # rays in float32, as the model builds them
+    origins, directions = camera_rays(torch.cat([cond_c2w, target_c2w]).float(), k, size, size)
+    pose = torch.cat([nerf_positional_encoding(origins, config.pos_octaves),
+                      nerf_positional_encoding(directions, config.pos_octaves)], dim=-1).permute(0, 3, 1, 2)
+    pose = pose * cond_mask.repeat(2)[:, None, None, None]
+    pose = pose + conditioning.frame_emb.repeat_interleave(batch, dim=0)[:, :, None, None]
+    return [torch.nn.functional.silu(emb[:, :, None, None] + proj(torch.nn.functional.avg_pool2d(pose, 2 ** i)))
+            for i, proj in enumerate(conditioning.pose_proj)]
+
+
+def test_conditioning_adds_the_per_frame_terms_to_the_vectors_with_the_same_values_and_gradients():
+    model = randomised(dataclasses.replace(MICRO, ch_mult=(1, 2, 2), image_size=16, attn_resolutions=(8,))).double()
+    _, logsnr, _, cond_c2w, target_c2w, k = inputs(2, 16)
+    args = (logsnr.double(), cond_c2w.double(), target_c2w.double(), k.double(), torch.tensor([1.0, 0.0]).double())
+    conditioning, results = model.conditioning, []
+    for embeddings in (lambda: conditioning(*args, 16, 16), lambda: reference_film_inputs(conditioning, *args, 16)):
+        conditioning.zero_grad()
+        outs = embeddings()
+        torch.autograd.backward(outs, [torch.cos(torch.arange(o.numel(), dtype=o.dtype)).view_as(o) for o in outs])
+        results.append((outs, [p.grad.clone() for p in conditioning.parameters()]))
+    (outs, grads), (ref_outs, ref_grads) = results
+    assert [o.shape[-1] for o in outs] == [16, 8, 4]
+    for mine, theirs in zip([*outs, *grads], [*ref_outs, *ref_grads]):
+        torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-10)
+    assert conditioning.frame_emb.grad.abs().min() > 0 and all(p.bias.grad.abs().min() > 0 for p in
+                                                               conditioning.pose_proj)
 
 
 def test_blocks_in_order_is_the_order_run_levels_calls_them():
