@@ -1,5 +1,5 @@
 """On the GPU: the X-UNet's compiled CUDA step (channels-last, FiLM and pose projections as matrix products,
-GroupNorm handing on channels-last gradients, cross-attention on frame slices) against the eager model,
+GroupNorm handing on channels-last gradients, cross-attention on frame-swapped keys and values) against the eager model,
 and the multi-view UNet's likewise."""
 
 import copy

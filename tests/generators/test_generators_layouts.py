@@ -77,7 +77,7 @@ def frame_swapped_cross_attention(block: AttnBlock, x: torch.Tensor) -> torch.Te
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_cross_attention_on_frame_slices_equals_swapping_the_frames(channels_last):
+def test_cross_attention_on_frame_swapped_keys_equals_the_reference_in_values_and_gradients(channels_last):
     torch.manual_seed(0)
     block = AttnBlock(16, 4, cross=True).double()
     with torch.no_grad():
@@ -85,14 +85,24 @@ def test_cross_attention_on_frame_slices_equals_swapping_the_frames(channels_las
     x = torch.randn(6, 16, 4, 5, dtype=torch.float64)  # 3 examples, conditioning frames (rows 0-2) first
     if channels_last:
         x = x.to(memory_format=torch.channels_last)
-    out = block(x)
-    torch.testing.assert_close(out, frame_swapped_cross_attention(block, x), atol=1e-12, rtol=1e-12)
+    grad = torch.randn(x.shape, dtype=torch.float64)
+    results = []
+    for attention in (block, lambda xi: frame_swapped_cross_attention(block, xi)):
+        block.zero_grad()
+        xi = x.clone().requires_grad_()
+        out = attention(xi)
+        out.backward(grad)
+        results.append([out, xi.grad, *(p.grad.clone() for p in block.parameters())])
+    for mine, theirs in zip(*results):
+        torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-12)
+    out = results[0][0].detach()
     # Each example's frames read each other only: changing example 0's conditioning frame (row 0) changes its target
     # frame (row 3) and leaves the other examples' rows alone.
     changed = x.clone()
     changed[0] = torch.randn_like(changed[0])
     others = [1, 2, 4, 5]
-    assert torch.equal(block(changed)[others], out[others]) and not torch.allclose(block(changed)[3], out[3])
+    with torch.no_grad():
+        assert torch.equal(block(changed)[others], out[others]) and not torch.allclose(block(changed)[3], out[3])
 
 
 def test_pixelwise_product_pieces_are_the_split_convolution_with_gradients_concatenated_along_rows():
