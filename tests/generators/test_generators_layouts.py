@@ -105,6 +105,24 @@ def test_cross_attention_on_frame_swapped_keys_equals_the_reference_in_values_an
         assert torch.equal(block(changed)[others], out[others]) and not torch.allclose(block(changed)[3], out[3])
 
 
+def test_the_cross_attention_benchmarks_two_call_form_is_the_same_function_as_the_block():
+    from benchmarks.cross_attention import TwoCallsOnSlices
+    torch.manual_seed(1)
+    block = AttnBlock(16, 4, cross=True).double()
+    with torch.no_grad():
+        block.out.weight.normal_(0, 0.3)
+    two_calls = TwoCallsOnSlices(16, 4, cross=True).double()
+    two_calls.load_state_dict(block.state_dict())
+    x = torch.randn(6, 16, 4, 5, dtype=torch.float64).to(memory_format=torch.channels_last).requires_grad_()
+    grad = torch.randn(x.shape, dtype=torch.float64)
+    results = []
+    for module in (block, two_calls):
+        out = module(x)
+        results.append([out, *torch.autograd.grad(out, [x, *module.parameters()], grad)])
+    for mine, theirs in zip(*results):
+        torch.testing.assert_close(mine, theirs, atol=1e-12, rtol=1e-12)
+
+
 def test_pixelwise_product_pieces_are_the_split_convolution_with_gradients_concatenated_along_rows():
     g = torch.Generator().manual_seed(1)
     x = torch.randn(2, 12, 5, 7, generator=g, dtype=torch.float64).to(memory_format=torch.channels_last)
