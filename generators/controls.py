@@ -1,18 +1,30 @@
-"""Control methods: views made from the ground truth, no model, that bracket the consistency score.
+"""Control methods: views made from the ground truth, no model, that pin what each score can and cannot show.
 
 A control turns the ground-truth views at the target cameras into the views it reports, deterministically from a
-seed. Consistency should rank them `ground_truth` (the upper bound: real views agree in 3D by construction) >
-`perturbed` (real views, each with its own small colour and position error) > `noise` (no shared structure at all).
-`shuffled_cameras` keeps every image real but attaches it to another camera: per-image fidelity statistics that
-ignore poses (FID) cannot tell it from the truth, while the NeRF score must drop towards noise. Learned consistency
-scores are known to rate such controls as consistent (MEt3R, see ANCHORS.md), which is why nvsc reports them.
+seed. Two families:
+
+- **Range controls** bracket the consistency score: `ground_truth` (real views agree in 3D by construction) >
+  `perturbed` (real views, each with its own small colour and position error) > `noise` (no shared structure).
+  `shuffled_cameras` keeps every image real but attaches it to another camera: per-image statistics that ignore
+  poses (FID) cannot tell it from the truth, while the NeRF score must drop towards noise.
+- **Degenerate controls** are what a bad generator could output to game a score: blurred truth, blank views, the
+  input view pasted at every camera, another object's real views at the same cameras ("consistent but wrong"), one
+  real view repeated. 3DiM's NeRF score rates several of them *above* the truth (blur and blank views are easy to
+  fit), so a method's consistency score means something only where it beats them, or where the scores that they
+  cannot win (fidelity, the distilled NeRF's fidelity to the real views, sharpness) show what they lack. The
+  report checks every method against them (`reports.degeneracy`).
+
+Learned consistency scores are known to rate such controls as consistent (MEt3R, see ANCHORS.md), which is why
+nvsc reports them beside every method. Each control states what it is expected to do (`Control.expectation`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import gaussian_filter
 
 from scenes.cameras import Cameras
 from scenes.errors import InvalidInputError
@@ -75,10 +87,103 @@ def shuffled_camera_views(targets: MultiViewScene, seed: int) -> np.ndarray:
     return targets.images[derangement(len(targets), seed)]
 
 
-#: Control name -> function(ground-truth views at the target cameras, seed) -> images [N, H, W, 3].
-CONTROLS: dict[str, Callable[[MultiViewScene, int], np.ndarray]] = {
-    "ground_truth": lambda targets, seed: targets.images.copy(),
-    "noise": lambda targets, seed: noise_views(targets.cameras, seed),
-    "perturbed": perturbed_views,
-    "shuffled_cameras": shuffled_camera_views,
+def blurred_views(targets: MultiViewScene, sigma: float) -> np.ndarray:
+    """Images [N, H, W, 3]: each ground-truth view blurred by a Gaussian of `sigma` pixels (edges reflected).
+
+    What a generator that regresses to the mean produces: smooth views that a NeRF fits easily, so 3DiM's score
+    rises with the blur while detail (fidelity, sharpness) is lost."""
+    return np.clip(gaussian_filter(targets.images, sigma=(0.0, sigma, sigma, 0.0), mode="reflect"), 0.0, 1.0
+                   ).astype(np.float32)
+
+
+def blank_views(targets: MultiViewScene, background: float = 1.0) -> np.ndarray:
+    """Images [N, H, W, 3] all of the background colour (white for nvsc's datasets): perfectly consistent, empty."""
+    return np.full_like(targets.images, background)
+
+
+def input_copied_views(targets: MultiViewScene, inputs: MultiViewScene) -> np.ndarray:
+    """Images [N, H, W, 3]: the input view pasted at every target camera (a model that copies its conditioning)."""
+    return np.repeat(inputs.images[:1], len(targets), axis=0)
+
+
+def repeated_view(targets: MultiViewScene, seed: int) -> np.ndarray:
+    """Images [N, H, W, 3]: one real target view, drawn from `seed`, at every target camera (a model that draws
+    the object once and ignores the pose)."""
+    return np.repeat(targets.images[[np.random.default_rng(seed).integers(len(targets))]], len(targets), axis=0)
+
+
+def other_scene_views(targets: MultiViewScene, other: MultiViewScene | None) -> np.ndarray:
+    """Images [N, H, W, 3]: another scene's real views at the same cameras: consistent in 3D, but of the wrong
+    object (a model that ignores its input view and draws some plausible object)."""
+    if other is None:
+        raise InvalidInputError("other_scene", "needs another test scene seen from the same cameras",
+                                "use a dataset with at least two test scenes, or leave this control out")
+    if len(other) != len(targets) or not np.allclose(other.cameras.c2w, targets.cameras.c2w, atol=1e-4) or \
+            other.images.shape != targets.images.shape:
+        raise InvalidInputError("other_scene", "the other test scene is not seen from the same cameras at the same "
+                                "size", "use a dataset whose test scenes share their cameras (an orbit, as SRN's "
+                                "and nvsc's procedural test splits do), or leave this control out")
+    return other.images.copy()
+
+
+@dataclass(frozen=True)
+class ControlInputs:
+    """What a control may read: the ground truth at the target cameras, the input view and, for `other_scene`,
+    another test scene's ground truth at the same cameras."""
+
+    targets: MultiViewScene
+    inputs: MultiViewScene
+    other: MultiViewScene | None = None
+
+
+@dataclass(frozen=True)
+class Control:
+    """One control: how its views are made and what the scores must show for it."""
+
+    make: Callable[[ControlInputs, int], np.ndarray]
+    #: What the scores are expected to show for it (written into the report).
+    expectation: str
+    #: A degenerate control: an output a bad generator could produce to game a score.
+    degenerate: bool = False
+    #: It reads another test scene (`ControlInputs.other`).
+    needs_other_scene: bool = False
+
+    def __call__(self, inputs: ControlInputs, seed: int) -> np.ndarray:
+        return self.make(inputs, seed)
+
+
+#: Sigmas (pixels) of the blurred-truth controls, `blur_<sigma>`: from barely visible to a few pixels.
+BLUR_SIGMAS = (0.5, 1, 2)
+
+#: Control name -> its views and expectation. The names are methods of the pipeline (`GenerateViews`).
+CONTROLS: dict[str, Control] = {
+    "ground_truth": Control(lambda c, seed: c.targets.images.copy(),
+                            "real views: the best fidelity and distilled fidelity; on consistency alone blurred or "
+                            "blank views can exceed it"),
+    "perturbed": Control(lambda c, seed: perturbed_views(c.targets, seed),
+                         "consistency below ground_truth and above noise"),
+    "shuffled_cameras": Control(lambda c, seed: shuffled_camera_views(c.targets, seed),
+                                "consistency below ground_truth (real images at the wrong cameras)"),
+    "noise": Control(lambda c, seed: noise_views(c.targets.cameras, seed), "the floor of every score"),
+    **{f"blur_{sigma:g}": Control(lambda c, seed, sigma=sigma: blurred_views(c.targets, sigma),
+                                  f"Gaussian blur of {sigma:g} px: consistency at or above ground_truth; fidelity, "
+                                  "distilled fidelity and sharpness below it", degenerate=True)
+       for sigma in BLUR_SIGMAS},
+    "blank": Control(lambda c, seed: blank_views(c.targets),
+                     "every view white: consistency at the PSNR cap; fidelity, distilled fidelity and sharpness at "
+                     "the floor", degenerate=True),
+    "input_copied": Control(lambda c, seed: input_copied_views(c.targets, c.inputs),
+                            "the input view at every camera: consistency and fidelity far below ground_truth",
+                            degenerate=True),
+    "repeated_view": Control(lambda c, seed: repeated_view(c.targets, seed),
+                             "one real view at every camera: consistency and fidelity far below ground_truth",
+                             degenerate=True),
+    "other_scene": Control(lambda c, seed: other_scene_views(c.targets, c.other),
+                           "another object's real views at the same cameras: consistency near ground_truth, "
+                           "fidelity and distilled fidelity near noise", degenerate=True, needs_other_scene=True),
 }
+
+
+def degenerate_controls() -> list[str]:
+    """Names of the degenerate controls, in the order of `CONTROLS`."""
+    return [name for name, control in CONTROLS.items() if control.degenerate]

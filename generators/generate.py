@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from generators.controls import CONTROLS
+from generators.controls import CONTROLS, ControlInputs
 from generators.denoiser import Denoiser, ViewGenerator
 from generators.denoiser_generator import DenoiserViewGenerator, SamplingConfig
 from generators.folder_generator import FolderViewGenerator
@@ -75,12 +75,22 @@ def build_generator(method: Method, scene: str, sampling: SamplingConfig, checkp
                             "return an object with generate(...) or a Denoiser (generators/denoiser.py)")
 
 
+def control_inputs(truth: MultiViewScene, input_view: int, other: MultiViewScene | None = None) -> ControlInputs:
+    """What a control reads: the ground truth at the target cameras, the input view, and `other` (another scene's
+    ground truth at all of `truth`'s cameras) at the target cameras."""
+    inputs, targets = split_views(truth, input_view)
+    others = [i for i in range(len(truth)) if i != input_view]
+    other_targets = other.subset(others) if other is not None and len(other) == len(truth) else other
+    return ControlInputs(targets, inputs, other_targets)
+
+
 def prepare_generator(method: Method, truth: MultiViewScene, input_view: int, scene: str,
                       sampling: SamplingConfig, checkpoint: Path | None = None, device: str = "cpu",
-                      depth: np.ndarray | None = None) -> ViewGenerator | None:
+                      depth: np.ndarray | None = None, other: MultiViewScene | None = None) -> ViewGenerator | None:
     """`build_generator`, then the checks a generator can make before generating (a folder reads and matches its
     views, a denoiser checks image size and intrinsics). `depth` [N, H, W]: the depth of `truth`'s views, for
-    generators that need it (the depth-conditioned joint generator)."""
+    generators that need it (the depth-conditioned joint generator). `other`: another test scene, for the control
+    `other_scene`."""
     inputs, targets = split_views(truth, input_view)
     if depth is not None:  # the order of split_views: the input view, then the others
         depth = np.asarray(depth)[[input_view] + [i for i in range(len(truth)) if i != input_view]]
@@ -92,17 +102,17 @@ def prepare_generator(method: Method, truth: MultiViewScene, input_view: int, sc
     elif isinstance(generator, DenoiserViewGenerator):
         generator.check(inputs, targets.cameras)
     elif generator is None:  # a control: cheap, so running it once is its check
-        CONTROLS[method.generator.name](targets, 0)
+        CONTROLS[method.generator.name](control_inputs(truth, input_view, other), 0)
     return generator
 
 
 def generate_views(method: Method, truth: MultiViewScene, input_view: int, generator: ViewGenerator | None,
-                   seed: int = 0) -> MultiViewScene:
+                   seed: int = 0, other: MultiViewScene | None = None) -> MultiViewScene:
     """Views of `truth`'s scene at all its cameras: view `input_view` copied, the others produced by the method's
-    control or by `generator` (from `prepare_generator`)."""
+    control or by `generator` (from `prepare_generator`). `other`: another test scene, for `other_scene`."""
     inputs, targets = split_views(truth, input_view)
     if generator is None:
-        produced = CONTROLS[method.generator.name](targets, seed)
+        produced = CONTROLS[method.generator.name](control_inputs(truth, input_view, other), seed)
     else:
         produced = np.asarray(generator.generate(inputs, targets.cameras, seed), dtype=np.float32)
         expected = targets.images.shape

@@ -434,6 +434,7 @@ class GenerateViews(SceneMethodTask):
 
     def check_inputs(self) -> None:
         from generators.checkpoint import read_config
+        from generators.controls import CONTROLS
         from generators.generate import prepare_generator
         from generators.registry import JOINT_SAMPLERS
         from generators.training import resolve_device
@@ -447,15 +448,25 @@ class GenerateViews(SceneMethodTask):
         if method.generator.kind == "trained" and method.generator.name in JOINT_SAMPLERS \
                 and read_config(checkpoint)["model"].get("correspondence") == "depth":
             depth = load_depth(upstream["dataset"], instance_folder(upstream["dataset"], "test", self.scene))
+        self._other = self.other_scene(upstream["dataset"]) if method.generator.kind == "control" and \
+            CONTROLS[method.generator.name].needs_other_scene else None
         self._generator = prepare_generator(method, self._truth, self.input_view, self.scene, self.sampling_config(),
                                             checkpoint=checkpoint, device=str(resolve_device(self.device)),
-                                            depth=depth)
+                                            depth=depth, other=self._other)
+
+    def other_scene(self, dataset: PrepareDataset):
+        """The test scene after this one (cyclically), whose real views the control `other_scene` reports."""
+        names = dataset.test_scene_names()
+        if len(names) < 2:
+            return None
+        return load_instance(dataset, "test", names[(names.index(self.scene) + 1) % len(names)])
 
     def produce(self, folder: Path) -> None:
         from generators.generate import generate_views
         from scenes.transforms_json import write_transforms
 
-        views = generate_views(self.parsed_method(), self._truth, self.input_view, self._generator, seed=self.seed)
+        views = generate_views(self.parsed_method(), self._truth, self.input_view, self._generator, seed=self.seed,
+                               other=self._other)
         write_transforms(views, folder)
 
 

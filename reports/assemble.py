@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from reports.accumulation_figures import plot_error_by_distance, plot_opening_and_closing, plot_panels_by_distance
 from reports.animation import TurntableRow, write_turntable
+from reports.degeneracy import degeneracy_check
 from reports.error_accumulation import (accumulation_curve, consistency_from_per_view, distance_table,
                                         fidelity_from_per_view, opening_and_closing, overlap_from_per_pair,
                                         tsed_from_pairs)
@@ -74,7 +75,16 @@ NOTES = [
     "are scored against the method's own held-out views. tsed (Yu et al. 2023): fraction of neighbouring view "
     "pairs whose SIFT matches obey the cameras' epipolar geometry.",
     "fidelity_*: the method's views against the ground-truth views at the same cameras (the input view excluded); "
-    "fidelity_fid and fidelity_kid compare the distribution of all scenes' views with the real ones.",
+    "fidelity_fid and fidelity_kid compare the distribution of all scenes' views with the real ones; "
+    "fidelity_sharpness is the share of the truth's detail the views keep (1: as much; below 1: blurred, blank or "
+    "noisy).",
+    "What the consistency score cannot show: views that are easy to fit score high on it, so blurred and blank "
+    "views beat the real ones (a NeRF reproduces white views exactly), and another object's real views score "
+    "like the truth. distilled_*: the NeRF fitted on the method's views, rendered at the held-out cameras, against "
+    "the real views there: one 3D model judged against reality, which blank views and wrong objects lose; its "
+    "SSIM (and LPIPS) also penalise blur, its PSNR slightly rewards it. Every PSNR is capped at 40 dB. The "
+    "degenerate controls (blur_<sigma px>, blank, input_copied, repeated_view, other_scene) are scored like any "
+    "method: a cell marked \u2020 is one a degenerate control beats or ties (controls.txt says which).",
 ]
 PANORAMA_NOTE = (
     "Panoramas (cameras that only rotate about one centre: no parallax, so no NeRF score): overlap_psnr is "
@@ -407,7 +417,9 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     labels = row_labels(runs)
     accumulation, accumulation_notes = accumulation_frame(runs, labels)  # read and checked before any writing
     long = summarize(tidy, set_scores, order, config.bootstrap_resamples, config.seed, config.confidence)
-    write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence)
+    degeneracy = degeneracy_check(long)
+    write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence,
+                 flagged=degeneracy.flagged)
     weights = {labels[(run.label, r.method)]: r.guidance_weight for run in runs for r in run.results
                if r.guidance_weight is not None}
     figures = _figures(tidy, long, order, weights, folder)
@@ -429,7 +441,10 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
             what = ("its view" if all(r.renders_folder is None for r in results) else
                     "its view (left) and the NeRF render (right; grey at the cameras the NeRF was fitted on)")
             animations.append(PageImage(f"{caption}: turntable; per method, {what}", written["gif"], True, links))
-    controls = control_check(long)
+    controls = control_check(long) + degeneracy.lines
+    degeneracy.flags.to_csv(folder / "degeneracy_flags.csv", index=False)
+    if not degeneracy.matched.empty:
+        degeneracy.matched.to_csv(folder / "sharpness_matched.csv", index=False)
     for line in controls:
         (logger.warning if line.startswith("WARNING") else logger.info)(line)
     (folder / "controls.txt").write_text("\n".join(controls) + "\n")
@@ -445,5 +460,5 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
                                              "NeRF renders at its held-out cameras.")]
     notes = [*NOTES, *([PANORAMA_NOTE] if panorama else []),
              *([ACCUMULATION_NOTE] if accumulation_section is not None else accumulation_notes)]
-    return write_report_html(folder, config.title, summary_text(long), sections, notes, controls,
-                             legend(config.bootstrap_resamples, config.confidence))
+    return write_report_html(folder, config.title, summary_text(long, flagged=degeneracy.flagged), sections, notes,
+                             controls, legend(config.bootstrap_resamples, config.confidence))

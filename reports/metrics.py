@@ -2,7 +2,7 @@
 per-scene means the pipeline records.
 
 Images arrive as numpy arrays [N, H, W, 3] float in [0, 1] (the layout of `scenes.MultiViewScene.images`).
-PSNR is computed in float64. SSIM is computed in float32: its grouped convolution has no fast float64 path on
+PSNR is computed in float64 and capped at `PSNR_CAP_DB`. SSIM is computed in float32: its grouped convolution has no fast float64 path on
 CPU (16x slower at 100 views of 64 x 64), and float32 agrees with skimage's float64 SSIM to 3e-7.
 """
 
@@ -23,14 +23,16 @@ SSIM_SIGMA = 1.5
 #: Width of the SSIM Gaussian window: torchmetrics and skimage both truncate the Gaussian at 3.5 sigma,
 #: which gives 2 * int(3.5 * 1.5 + 0.5) + 1 = 11 pixels for sigma 1.5.
 SSIM_KERNEL_SIZE = 11
+#: Every PSNR nvsc reports is capped here. Above it two views differ by less than a fortieth of a grey level on
+#: average, invisible; uncapped, identical views give +inf and one blank scene (a NeRF reproduces white views
+#: exactly: 151 dB measured) outweighs every other scene of a mean.
+PSNR_CAP_DB = 40.0
 
 
 def psnr(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """PSNR in dB of each image: predictions, targets [B, 3, H, W] in [0, 1] -> [B].
-
-    Identical images give +inf (the mean squared error is zero)."""
+    """PSNR in dB of each image, capped at `PSNR_CAP_DB`: predictions, targets [B, 3, H, W] in [0, 1] -> [B]."""
     return peak_signal_noise_ratio(predictions.double(), targets.double(), data_range=1.0, reduction="none",
-                                   dim=(1, 2, 3))
+                                   dim=(1, 2, 3)).clamp(max=PSNR_CAP_DB)
 
 
 def ssim(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -46,6 +48,21 @@ def ssim(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         data_range=1.0, reduction="none", return_full_image=True)  # [B, 3, H, W]
     pad = (SSIM_KERNEL_SIZE - 1) // 2
     return ssim_map[..., pad:-pad, pad:-pad].mean(dim=(1, 2, 3))
+
+
+def gradient_energy(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between neighbouring pixels, across and down, of images [B, 3, H, W] -> [B]."""
+    return (images.diff(dim=-1).abs().mean(dim=(1, 2, 3)) + images.diff(dim=-2).abs().mean(dim=(1, 2, 3)))
+
+
+def sharpness(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """How much of the target's detail each prediction has, in (0, 1]: r = gradient energy of the prediction over
+    the target's, scored min(r, 1 / r) -> [B] (predictions, targets [B, 3, H, W]).
+
+    1: as much detail as the target; below 1: detail lost (blur, a blank view: 0) or invented (noise). PSNR cannot
+    show this: a blurred view is closer in mean squared error to the truth than a sharp view slightly off."""
+    ratio = gradient_energy(predictions.double()) / gradient_energy(targets.double()).clamp(min=1e-12)
+    return torch.minimum(ratio, 1.0 / ratio.clamp(min=1e-12))
 
 
 class MetricSpec(NamedTuple):
@@ -71,6 +88,7 @@ METRICS: dict[str, MetricSpec] = {
 HIGHER_IS_BETTER: dict[str, bool] = {
     **{name: spec.higher_is_better for name, spec in METRICS.items()},
     "lpips": False,
+    "sharpness": True,
     "fid": False,
     "kid": False,
     "tsed": True,
@@ -134,5 +152,5 @@ def consistency_scores(renders, heldout_views) -> dict[str, float]:
 
 def fidelity_scores(generated, ground_truth) -> dict[str, float]:
     """Fidelity of one scene: generated views [N, H, W, 3] against the real views [N, H, W, 3] at the same
-    cameras -> `{"psnr": mean, "ssim": mean}` over the views (+inf PSNR when they are identical)."""
+    cameras -> `{"psnr": mean, "ssim": mean}` over the views (PSNR capped at `PSNR_CAP_DB`)."""
     return _scene_means(generated, ground_truth)

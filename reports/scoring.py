@@ -1,5 +1,10 @@
-"""The scores of one method: per scene, 3D consistency (3DiM's NeRF score, TSED) and fidelity to the ground truth;
-per set of scenes, FID and KID of its views against the ground truth.
+"""The scores of one method: per scene, 3D consistency (3DiM's NeRF score, TSED), the distilled NeRF's fidelity to
+the real views and the views' fidelity to the ground truth; per set of scenes, FID and KID against the ground truth.
+
+What each can show: 3DiM's consistency score alone is won by views that are easy to fit (blurred, blank: a NeRF
+reproduces white views exactly), so it is read beside `distilled_*` (the same NeRF against the *real* held-out
+views: blur, blank views and another object all lose there; its PSNR still rewards slight blur, its SSIM and LPIPS
+do not) and `fidelity_sharpness` (how much of the truth's detail the views keep).
 
 Scores that need network weights (LPIPS, FID, KID) are recorded as missing, with the command that gets the
 weights, when the weights are not in the cache; with `ScoringConfig.strict` that is an error instead.
@@ -20,7 +25,7 @@ import torch
 
 from reports import weights
 from reports.error_accumulation import tsed_pairs_by_distance
-from reports.metrics import per_view_scores
+from reports.metrics import per_view_scores, sharpness
 from reports.tsed import TSEDConfig
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
@@ -103,18 +108,23 @@ def score_scene(views: MultiViewScene, renders: MultiViewScene, truth: MultiView
 
     consistency_*: NeRF renders at the held-out cameras against the method's own views there (3DiM Sec. 5.2:
     a NeRF without view dependence reproduces held-out views only as far as the views agree in 3D).
-    fidelity_*: the method's views against the ground truth at every camera but the input one.
+    distilled_*: the same renders against the real views at those cameras (the NeRF distilled from the method's
+    views as a 3D model of the object; for the ground truth it equals consistency_*).
+    fidelity_*: the method's views against the ground truth at every camera but the input one, and their
+    sharpness (the share of the truth's detail they keep, `reports.metrics.sharpness`).
     tsed: the method's own views, neighbour against neighbour, under the scene's cameras (Yu et al. 2023).
     """
     lpips_missing = absent_weights(scene_weights(config), config)
     extra = {} if lpips_missing else {"lpips": _lpips_scorer(config)}
     parts = [per_view_scores(renders.images, _views_named(views, renders.names, "generated views"),
-                             renders.names, extra).assign(kind="consistency")]
+                             renders.names, extra).assign(kind="consistency"),
+             per_view_scores(renders.images, _views_named(truth, renders.names, "ground truth"),
+                             renders.names, extra).assign(kind="distilled")]
     if method != GROUND_TRUTH:
         others = [name for i, name in enumerate(truth.names) if i != input_view]
         parts.append(per_view_scores(_views_named(views, others, "generated views"),
-                                     _views_named(truth, others, "ground truth"), others, extra)
-                     .assign(kind="fidelity"))
+                                     _views_named(truth, others, "ground truth"), others,
+                                     {**extra, "sharpness": sharpness}).assign(kind="fidelity"))
     per_view = pd.concat(parts, ignore_index=True)
     if lpips_missing:
         per_view["lpips"] = np.nan
@@ -122,6 +132,8 @@ def score_scene(views: MultiViewScene, renders: MultiViewScene, truth: MultiView
     metrics = [column for column in per_view.columns if column not in ("view", "kind", "method", "scene")]
     means = (per_view.groupby("kind", sort=False)[metrics].mean().reset_index()
              .melt(id_vars="kind", var_name="score", value_name="value"))
+    # Sharpness is a fidelity score only: its empty cells in the other kinds are no missing scores.
+    means = means[~((means["score"] == "sharpness") & (means["kind"] != "fidelity"))].reset_index(drop=True)
     rows = pd.DataFrame({"metric": means["kind"] + "_" + means["score"], "value": means["value"]})
     rows["missing"] = np.where(means["score"] == "lpips", lpips_missing, "")
     pairs = tsed_pairs_by_distance(views, input_view, method=method, scene=scene, config=config.tsed)

@@ -35,17 +35,20 @@ TIDY_COLUMNS = ("method", "scene", "metric", "value")
 SET_COLUMNS = ("method", "metric", "value")
 #: The built-in controls: they pin the range of each score (ground truth above, the others below) and are
 #: never candidates for the best cell, which they would win or lose by construction.
-CONTROLS = ("ground_truth", "noise", "perturbed", "shuffled_cameras")
+CONTROLS = ("ground_truth", "noise", "perturbed", "shuffled_cameras", "blur_0.5", "blur_1", "blur_2", "blank",
+            "input_copied", "repeated_view", "other_scene")
 #: Direction of every score nvsc reports (True: higher is better). `reports.metrics.HIGHER_IS_BETTER` is the
 #: authority; this copy lets tables be built without importing torch, and a test keeps the two equal.
-DIRECTIONS: dict[str, bool] = {"psnr": True, "ssim": True, "lpips": False, "fid": False, "kid": False,
-                               "tsed": True}
+DIRECTIONS: dict[str, bool] = {"psnr": True, "ssim": True, "lpips": False, "sharpness": True, "fid": False,
+                               "kid": False, "tsed": True}
 #: Decimals shown per score; scores not listed get DEFAULT_DECIMALS.
-DECIMALS = {"psnr": 2, "ssim": 3, "lpips": 3, "fid": 2, "kid": 4, "tsed": 3}
+DECIMALS = {"psnr": 2, "ssim": 3, "lpips": 3, "sharpness": 2, "fid": 2, "kid": 4, "tsed": 3}
 #: Decimals for scores without an entry in DECIMALS.
 DEFAULT_DECIMALS = 3
 #: How a missing cell is shown; a recorded reason follows in brackets.
 MISSING = "n/a"
+#: Marks a cell that a degenerate control beats or ties (`reports.degeneracy`).
+FLAG_MARK = "\u2020"
 #: A cell whose score does not apply to the method (fidelity of the ground truth to itself).
 NOT_SCORED = "-"
 #: Bootstrap defaults: resamples and seed (the interval is reproducible from run to run).
@@ -275,8 +278,9 @@ class SummaryText:
 
 
 def summary_text(long: pd.DataFrame, directions: dict[str, bool] | None = None,
-                 controls: Sequence[str] = CONTROLS) -> SummaryText:
-    """Display text of the long summary: mean with its bootstrap interval, or the reason a cell is missing."""
+                 controls: Sequence[str] = CONTROLS, flagged: frozenset | set = frozenset()) -> SummaryText:
+    """Display text of the long summary: mean with its bootstrap interval, or the reason a cell is missing; cells
+    (method, metric) in `flagged` end in FLAG_MARK."""
     means = wide(long)
     best = best_cells(means, directions, controls)
     # A cell with no rows at all is a score that does not apply (fidelity of the ground truth to itself).
@@ -289,6 +293,8 @@ def summary_text(long: pd.DataFrame, directions: dict[str, bool] | None = None,
             # One scene has no spread to resample: its interval would only repeat the mean.
             if row.scenes >= 2 and np.isfinite(row.ci_low) and np.isfinite(row.ci_high):
                 text += f" [{format_value(row.ci_low, row.metric)}, {format_value(row.ci_high, row.metric)}]"
+            if (row.method, row.metric) in flagged:
+                text += f" {FLAG_MARK}"
         cells.loc[row.method, row.metric] = text
     return SummaryText(cells, best)
 
@@ -341,18 +347,20 @@ def legend(resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = 0.95) -> st
             "set-level scores (FID, KID) are one value over all scenes' views. \u2191: higher is better, "
             "\u2193: lower is better. Bold: best of each column among the evaluated methods; the controls "
             f"({', '.join(CONTROLS)}) pin the range and are not candidates, unless every row is a control. "
+            f"{FLAG_MARK}: a degenerate control (blurred, blank, copied, repeated or another object's views) does at "
+            "least as well on this score, so it alone does not show the method is better (controls.txt). "
             f"{MISSING} (reason): no value; "
             f"{NOT_SCORED}: does not apply.")
 
 
 def write_tables(tidy: pd.DataFrame, long: pd.DataFrame, out_dir: Path, set_scores: pd.DataFrame | None = None,
                  directions: dict[str, bool] | None = None, resamples: int = BOOTSTRAP_RESAMPLES,
-                 confidence: float = 0.95) -> dict[str, Path]:
+                 confidence: float = 0.95, flagged: frozenset | set = frozenset()) -> dict[str, Path]:
     """Write the tidy scores (`scores.csv`, `scores.parquet`, `set_scores.csv` when given), the means
     (`summary.csv`, method x metric), the long summary with intervals (`summary_ci.csv`), `summary.md` and
     `summary.tex` into `out_dir`. Returns the paths by file name; everything is checked before the first write."""
     tidy = check_tidy(tidy)
-    text = summary_text(long, directions)
+    text = summary_text(long, directions, flagged=flagged)
     markdown, latex = summary_markdown(text, directions), summary_latex(text, directions, legend(resamples))
     means = wide(long)
     means["scenes"] = long.groupby("method", sort=False)["scenes"].max().reindex(means.index).astype(int)

@@ -1,9 +1,11 @@
-"""The controls that bracket the consistency score: perturbed and shuffled_cameras (noise: test_generators_adapter)."""
+"""The controls: perturbed and shuffled_cameras bracket the consistency score (noise: test_generators_adapter); the
+degenerate ones are what a bad generator could output to game a score."""
 
 import numpy as np
 import pytest
 
-from generators.controls import CONTROLS, derangement, perturbed_views, shuffled_camera_views
+from generators.controls import (CONTROLS, ControlInputs, blurred_views, degenerate_controls, derangement,
+                                 perturbed_views, shuffled_camera_views)
 from scenes.cameras import Cameras, Intrinsics, look_at
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
@@ -59,10 +61,60 @@ def test_shuffled_cameras_move_every_real_image_to_another_camera():
         shuffled_camera_views(scene.subset([0]), seed=0)
 
 
+def inputs_of(scene: MultiViewScene, other: MultiViewScene | None = None) -> ControlInputs:
+    """View 0 as the input, the others as targets (as `generators.generate.control_inputs` splits them)."""
+    return ControlInputs(scene.subset(range(1, len(scene))), scene.subset([0]),
+                         other.subset(range(1, len(other))) if other is not None else None)
+
+
 def test_every_control_is_registered():
-    assert set(CONTROLS) == {"ground_truth", "noise", "perturbed", "shuffled_cameras"}
+    assert set(CONTROLS) == {"ground_truth", "noise", "perturbed", "shuffled_cameras", "blur_0.5", "blur_1",
+                             "blur_2", "blank", "input_copied", "repeated_view", "other_scene"}
+    assert set(degenerate_controls()) == set(CONTROLS) - {"ground_truth", "noise", "perturbed", "shuffled_cameras"}
     scene = smooth_scene()
-    np.testing.assert_array_equal(CONTROLS["ground_truth"](scene, 0), scene.images)
+    np.testing.assert_array_equal(CONTROLS["ground_truth"](inputs_of(scene), 0), scene.images[1:])
+    assert all(control.expectation for control in CONTROLS.values())
+
+
+def sharp_scene(count: int = 5, size: int = 24) -> MultiViewScene:
+    """Views of checkerboards of different phases: plenty of detail for blur to remove."""
+    scene = smooth_scene(count, size)
+    y, x = np.mgrid[0:size, 0:size]
+    scene.images[:] = np.stack([(((x + i) // 3 + y // 3) % 2)[..., None].repeat(3, -1) for i in range(count)])
+    return scene
+
+
+def test_blur_removes_detail_in_order_of_sigma_and_keeps_the_mean():
+    scene = sharp_scene()
+    gradients = []
+    for sigma in (0.5, 1, 2):
+        views = CONTROLS[f"blur_{sigma:g}"](inputs_of(scene), 0)
+        np.testing.assert_allclose(views, blurred_views(inputs_of(scene).targets, sigma))
+        assert views.shape == scene.images[1:].shape and views.min() >= 0 and views.max() <= 1
+        np.testing.assert_allclose(views.mean(), scene.images[1:].mean(), atol=0.02)
+        gradients.append(np.abs(np.diff(views, axis=2)).mean())
+    assert np.abs(np.diff(scene.images[1:], axis=2)).mean() > gradients[0] > gradients[1] > gradients[2]
+
+
+def test_blank_input_copied_and_repeated_view():
+    scene = sharp_scene()
+    assert np.all(CONTROLS["blank"](inputs_of(scene), 0) == 1.0)
+    copied = CONTROLS["input_copied"](inputs_of(scene), 0)
+    assert copied.shape == scene.images[1:].shape and all(np.array_equal(v, scene.images[0]) for v in copied)
+    repeated = CONTROLS["repeated_view"](inputs_of(scene), 3)
+    source = [i for i, t in enumerate(scene.images[1:]) if np.array_equal(repeated[0], t)]
+    assert len(source) == 1 and all(np.array_equal(v, repeated[0]) for v in repeated)
+    np.testing.assert_array_equal(repeated, CONTROLS["repeated_view"](inputs_of(scene), 3))
+
+
+def test_other_scene_reports_another_scene_at_the_same_cameras_and_refuses_other_cameras():
+    scene, other = sharp_scene(), smooth_scene(5, 24)
+    np.testing.assert_array_equal(CONTROLS["other_scene"](inputs_of(scene, other), 0), other.images[1:])
+    with pytest.raises(InvalidInputError, match="another test scene"):
+        CONTROLS["other_scene"](inputs_of(scene), 0)
+    moved = MultiViewScene(other.images, Cameras(other.cameras.c2w[::-1].copy(), other.cameras.intrinsics))
+    with pytest.raises(InvalidInputError, match="same cameras"):
+        CONTROLS["other_scene"](inputs_of(scene, moved), 0)
 
 
 @pytest.mark.slow
@@ -79,7 +131,8 @@ def test_consistency_ranks_ground_truth_above_perturbed_above_noise():
     scene = make_toy_scene(size=16, num_views=12, radius=2.6)
     scores = {}
     for name in ("ground_truth", "perturbed", "shuffled_cameras", "noise"):
-        views = MultiViewScene(CONTROLS[name](scene, 0), scene.cameras, scene.names)
+        views = MultiViewScene(np.concatenate([scene.images[:1], CONTROLS[name](inputs_of(scene), 0)]),
+                               scene.cameras, scene.names)
         result = run_protocol(views, SubsetConfig(heldout_every=4), config)
         scores[name] = psnr(result.renders.images, result.heldout.images)
     assert scores["ground_truth"] > scores["perturbed"] + 1.5, scores

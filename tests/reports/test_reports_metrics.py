@@ -5,7 +5,8 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from reports.metrics import HIGHER_IS_BETTER, METRICS, consistency_scores, fidelity_scores, per_view_scores
+from reports.metrics import (HIGHER_IS_BETTER, METRICS, PSNR_CAP_DB, consistency_scores, fidelity_scores,
+                             per_view_scores, psnr, sharpness)
 from scenes.errors import InvalidInputError
 
 
@@ -61,7 +62,7 @@ def test_scene_means_are_means_of_views(image_pairs):
 def test_identical_views_score_perfectly(image_pairs):
     _, targets = image_pairs
     scores = fidelity_scores(targets, targets)
-    assert scores["psnr"] == np.inf
+    assert scores["psnr"] == PSNR_CAP_DB  # capped, not +inf
     assert scores["ssim"] == pytest.approx(1.0, abs=1e-9)
 
 
@@ -102,3 +103,30 @@ def test_extra_scores_get_their_own_column(image_pairs):
     scores = per_view_scores(predictions, targets, extra={"mse": mse})
     assert list(scores.columns) == ["view", "psnr", "ssim", "mse"]
     np.testing.assert_allclose(scores["psnr"], -10 * np.log10(scores["mse"]), rtol=1e-6)
+
+
+def test_psnr_is_capped_and_matches_the_float64_formula_below_the_cap():
+    rng = np.random.default_rng(0)
+    truth = rng.random((3, 3, 16, 16))
+    noisy = np.clip(truth + rng.normal(0, [[[[0.1]]], [[[0.003]]], [[[0.0]]]], truth.shape), 0, 1)
+    values = psnr(torch.from_numpy(noisy), torch.from_numpy(truth)).numpy()
+    reference = -10 * np.log10(np.maximum(((noisy - truth) ** 2).mean(axis=(1, 2, 3)), 1e-300))
+    assert values[0] == pytest.approx(reference[0], abs=1e-5) and reference[0] < PSNR_CAP_DB
+    assert reference[1] > PSNR_CAP_DB and values[1] == PSNR_CAP_DB and values[2] == PSNR_CAP_DB
+
+
+def test_sharpness_is_one_for_the_target_and_falls_with_blur_and_with_noise():
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(1)
+    truth = gaussian_filter(rng.random((1, 3, 32, 32)), (0, 0, 1, 1))
+    blurred = [gaussian_filter(truth, (0, 0, s, s)) for s in (0.5, 1.0, 2.0)]
+    noisy = np.clip(truth + rng.normal(0, 0.2, truth.shape), 0, 1)
+    score = lambda x: float(sharpness(torch.from_numpy(x), torch.from_numpy(truth))[0])  # noqa: E731
+    assert score(truth) == pytest.approx(1.0)
+    values = [score(b) for b in blurred]
+    assert 1.0 > values[0] > values[1] > values[2] > 0
+    assert score(np.ones_like(truth)) == 0.0 and score(noisy) < 0.5
+    # The float64 formula: mean |neighbour differences| across and down, ratio folded into (0, 1].
+    energy = lambda x: np.abs(np.diff(x, axis=-1)).mean() + np.abs(np.diff(x, axis=-2)).mean()  # noqa: E731
+    assert values[1] == pytest.approx(energy(blurred[1]) / energy(truth), rel=1e-12)

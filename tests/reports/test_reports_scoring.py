@@ -3,7 +3,6 @@ values with (random) weights equal to the scores computed directly."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pandas as pd
@@ -13,6 +12,7 @@ import trimesh
 
 from reports.fid import cached_inception, frechet_distance, inception_features, kernel_inception_distance
 from reports.lpips_score import cached_lpips, lpips_distance
+from reports.metrics import PSNR_CAP_DB
 from reports.scoring import SCENE_COLUMNS, SET_COLUMNS, ScoringConfig, score_method_set, score_scene
 from reports.tsed import tsed, tsed_pairs
 from reports.weights import WeightsMissingError
@@ -60,8 +60,9 @@ def test_without_weights_lpips_is_missing_and_the_rest_is_scored(scenes, tmp_pat
     tidy, per_view, pairs = score_scene(views, renders, truth, INPUT_VIEW, method="xunet/stochastic@3", scene="s0",
                                         config=ScoringConfig(weights_dir=tmp_path))
     assert list(tidy.columns) == SCENE_COLUMNS
-    assert tidy["metric"].tolist() == ["consistency_psnr", "fidelity_psnr", "consistency_ssim", "fidelity_ssim",
-                                       "consistency_lpips", "fidelity_lpips", "tsed"]
+    assert tidy["metric"].tolist() == ["consistency_psnr", "distilled_psnr", "fidelity_psnr", "consistency_ssim",
+                                       "distilled_ssim", "fidelity_ssim", "fidelity_sharpness", "consistency_lpips",
+                                       "distilled_lpips", "fidelity_lpips", "tsed"]
     lpips_rows = tidy[tidy["metric"].str.endswith("lpips")]
     assert lpips_rows["value"].isna().all()
     assert set(lpips_rows["missing"]) == {"weights missing: nvsc weights fetch alexnet lpips-alex"}
@@ -71,6 +72,11 @@ def test_without_weights_lpips_is_missing_and_the_rest_is_scored(scenes, tmp_pat
     consistency = per_view[per_view["kind"] == "consistency"]
     assert consistency["view"].tolist() == HELDOUT and consistency["lpips"].isna().all()
     assert _value(tidy, "consistency_psnr") == pytest.approx(consistency["psnr"].mean())
+    # The distilled NeRF against the real views at the held-out cameras (float64 reference, per view, then mean).
+    real = truth.images[[truth.names.index(name) for name in HELDOUT]].astype(np.float64)
+    errors = ((renders.images.astype(np.float64) - real) ** 2).mean(axis=(1, 2, 3))
+    assert _value(tidy, "distilled_psnr") == pytest.approx(np.mean(-10 * np.log10(errors)), abs=1e-5)
+    assert 0 < _value(tidy, "fidelity_sharpness") <= 1
     # TSED's per-pair table: the verdicts of tsed_pairs, consecutive pairs at the mean of their views' distances
     # (4 views on an open arc read as a ring of 4: view i lies min(i, 4 - i) views from the input view 0).
     reference = tsed_pairs(views.images, views.cameras)
@@ -119,7 +125,8 @@ def test_ground_truth_has_no_fidelity_rows(scenes, tmp_path):
     tidy, *_ = score_scene(truth, renders, truth, INPUT_VIEW, method="ground_truth", scene="s0",
                            config=ScoringConfig(weights_dir=tmp_path))
     assert not tidy["metric"].str.startswith("fidelity").any()
-    assert math.isinf(_value(tidy, "consistency_psnr"))
+    assert _value(tidy, "consistency_psnr") == PSNR_CAP_DB  # identical views: capped, not +inf
+    assert _value(tidy, "distilled_psnr") == _value(tidy, "consistency_psnr")
     assert score_method_set([truth], [truth], INPUT_VIEW, method="ground_truth").empty
 
 
