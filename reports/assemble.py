@@ -20,6 +20,7 @@ from tqdm import tqdm
 from reports.accumulation_figures import plot_error_by_distance, plot_opening_and_closing, plot_panels_by_distance
 from reports.animation import TurntableRow, write_turntable
 from reports.degeneracy import degeneracy_check
+from reports.paired import MIN_SCENES, paired_table
 from reports.error_accumulation import (accumulation_curve, consistency_from_per_view, distance_table,
                                         fidelity_from_per_view, opening_and_closing, overlap_from_per_pair,
                                         tsed_from_pairs)
@@ -27,8 +28,9 @@ from reports.figures import plot_consistency_vs_fidelity, plot_distribution, plo
 from reports.html_page import PageImage, PageSection, write_report_html
 from reports.image_grid import save_image_grid
 from reports.run_folders import MethodSceneResult, RunResults, read_cameras, read_views
-from reports.tables import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, check_set_scores, check_tidy, higher_is_better,
-                            is_control, legend, parse_method, summarize, summary_text, wide, write_tables)
+from reports.tables import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, FID_MIN_IMAGES, check_set_scores, check_tidy,
+                            higher_is_better, is_control, legend, parse_method, summarize, summary_text, wide,
+                            write_tables)
 from scenes.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -165,6 +167,16 @@ def merged_scores(runs: list[RunResults]) -> tuple[pd.DataFrame, pd.DataFrame | 
     tidy = pd.concat(tidy_parts, ignore_index=True)
     set_scores = pd.concat(set_parts, ignore_index=True) if set_parts else None
     return tidy, set_scores, list(dict.fromkeys(order))
+
+
+def few_images_lines(set_scores: pd.DataFrame | None) -> list[str]:
+    """A line per method whose FID/KID came from fewer than `FID_MIN_IMAGES` images (set scores that record it)."""
+    if set_scores is None or "images" not in set_scores.columns:
+        return []
+    counts = set_scores.dropna(subset=["images"]).groupby("method", sort=False)["images"].min()
+    return [f"fidelity_fid {method}: over {int(n)} images, fewer than {FID_MIN_IMAGES}: FID is biased upward at "
+            "this size, so compare it only between sets of the same size (KID is unbiased, but spread widely)."
+            for method, n in counts.items() if n < FID_MIN_IMAGES]
 
 
 def _consistency_metrics(metrics: list[str]) -> list[str]:
@@ -407,6 +419,32 @@ def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path, n
                        tables=tables)
 
 
+#: Scores compared method against method on the same scenes, when present.
+PAIRED_METRICS = ("consistency_psnr", "consistency_ssim", "distilled_psnr", "distilled_ssim", "distilled_lpips",
+                  "fidelity_psnr", "fidelity_ssim", "tsed", "overlap_psnr", "rotation_tsed")
+
+
+def _paired_section(tidy: pd.DataFrame, order: list[str], config: ReportConfig, folder: Path) -> PageSection | None:
+    """Every pair of evaluated methods (not controls) compared scene by scene (`reports.paired`); `paired.csv`."""
+    methods = [m for m in order if not is_control(m)]
+    pairs = [(a, b) for i, a in enumerate(methods) for b in methods[i + 1:]]
+    metrics = [m for m in PAIRED_METRICS if m in set(tidy["metric"])]
+    table = paired_table(tidy, pairs, metrics, config.bootstrap_resamples, config.seed, config.confidence)
+    if table.empty:
+        return None
+    table.to_csv(folder / "paired.csv", index=False)
+    shown = table.assign(difference=[f"{row.mean_difference:+.3g} [{row.ci_low:+.3g}, {row.ci_high:+.3g}]"
+                                     for row in table.itertuples()],
+                         p=[f"{p:.2g}" for p in table["p_value"]])
+    shown = shown.set_index(["method_a", "method_b", "metric"])[["scenes", "difference", "p", "verdict"]]
+    text = (f"Method a against method b on the same scenes: the mean of the per-scene differences (positive: a "
+            f"better, in the score's units) with its {config.confidence:.0%} paired bootstrap interval, and the "
+            "two-sided p-value of the sign-flip permutation test. With n scenes the smallest p-value is 2^(1-n), "
+            f"so fewer than {MIN_SCENES} scenes give no verdict: rerun with more test scenes "
+            "(--PrepareDataset-test-instances) before claiming a difference.")
+    return PageSection("Paired comparisons", [], text, tables=[shown])
+
+
 def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | None = None) -> Path:
     """Write tables, figures, per-scene grids and animations, `controls.txt`, `sources.json` and `index.html` into
     `folder`; return the page's path. Scores are read from the runs' cached CSVs, views and renders from their
@@ -425,6 +463,7 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     figures = _figures(tidy, long, order, weights, folder)
     accumulation_section = (_accumulation_section(accumulation, order, folder, accumulation_notes)
                             if not accumulation.empty else None)
+    paired_section = _paired_section(tidy, order, config, folder)
     grids, animations = [], []
     work = [(run, scene) for run in runs for scene in dict.fromkeys(r.scene for r in run.results)]
     for run, scene in tqdm(work, desc="report: scenes", unit="scene", disable=len(work) < 3):
@@ -441,7 +480,7 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
             what = ("its view" if all(r.renders_folder is None for r in results) else
                     "its view (left) and the NeRF render (right; grey at the cameras the NeRF was fitted on)")
             animations.append(PageImage(f"{caption}: turntable; per method, {what}", written["gif"], True, links))
-    controls = control_check(long) + degeneracy.lines
+    controls = control_check(long) + degeneracy.lines + few_images_lines(set_scores)
     degeneracy.flags.to_csv(folder / "degeneracy_flags.csv", index=False)
     if not degeneracy.matched.empty:
         degeneracy.matched.to_csv(folder / "sharpness_matched.csv", index=False)
@@ -453,7 +492,8 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
                 "set_scores": [str(p) for p in run.set_score_csvs]} for run in runs]
     (folder / "sources.json").write_text(json.dumps(sources, indent=2))
     panorama = any(r.panorama for run in runs for r in run.results)
-    sections = [PageSection("Figures", figures, side_by_side=True),
+    sections = [*([paired_section] if paired_section is not None else []),
+                PageSection("Figures", figures, side_by_side=True),
                 *([accumulation_section] if accumulation_section is not None else []),
                 PageSection("Turntables", animations),
                 PageSection("Scenes", grids, "Per scene: the input view, then each method's views and (objects) the "

@@ -25,8 +25,10 @@ logger = logging.getLogger(__name__)
 
 #: What the rows of the table mean; printed before the caller's notes.
 DEFAULT_NOTES = (
-    "ground_truth: the real views scored as if generated. Its consistency score is the upper bound: "
-    "the most a NeRF without view dependence reproduces of perfectly 3D-consistent views at this resolution.",
+    "ground_truth: the real views scored as if generated: the upper bound of fidelity and of the distilled NeRF's "
+    "fidelity, and the consistency a NeRF without view dependence reaches on perfectly 3D-consistent views at this "
+    "resolution. It is not an upper bound of the consistency score: blurred or blank views exceed it (see the "
+    "degenerate controls).",
     "perturbed: the real views with an independent colour and position change per view; noise: independent "
     "random images per view; shuffled_cameras: the real views under the wrong cameras. They are lower bounds.",
     "Other rows are generators with their sampler (and `@w`, the classifier-free guidance weight): consistency = "

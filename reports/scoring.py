@@ -26,6 +26,7 @@ import torch
 from reports import weights
 from reports.error_accumulation import tsed_pairs_by_distance
 from reports.metrics import per_view_scores, sharpness
+from reports.tables import FID_MIN_IMAGES
 from reports.tsed import TSEDConfig
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 GROUND_TRUTH = "ground_truth"
 #: Columns of the per-scene and the per-set tidy tables.
 SCENE_COLUMNS = ["method", "scene", "metric", "value", "missing"]
-SET_COLUMNS = ["method", "metric", "value", "missing"]
+SET_COLUMNS = ["method", "metric", "value", "missing", "images"]
 
 
 @dataclass(frozen=True)
@@ -176,5 +177,8 @@ def score_method_set(scenes: list[MultiViewScene], truths: list[MultiViewScene],
         real_features = inception_features(real, extractor, progress=True)
         kid, _ = kernel_inception_distance(fake_features, real_features, config.kid_subsets, config.kid_subset_size)
         values = {"fidelity_fid": frechet_distance(fake_features, real_features), "fidelity_kid": kid}
+    if len(generated) < FID_MIN_IMAGES:
+        logger.warning("FID and KID of %s over %d images: fewer than %d, so FID is biased upward and comparable only "
+                       "with sets of the same size", method, len(generated), FID_MIN_IMAGES)
     return pd.DataFrame({"method": method, "metric": list(values), "value": list(values.values()),
-                         "missing": reason})[SET_COLUMNS]
+                         "missing": reason, "images": len(generated)})[SET_COLUMNS]

@@ -51,6 +51,9 @@ MISSING = "n/a"
 FLAG_MARK = "\u2020"
 #: A cell whose score does not apply to the method (fidelity of the ground truth to itself).
 NOT_SCORED = "-"
+#: Fewest images per set for FID to be compared across sets: below about 2000 its bias (it falls as the set grows)
+#: is as large as the differences between models (Chong & Forsyth 2020); KID is unbiased but its spread is large.
+FID_MIN_IMAGES = 2000
 #: Bootstrap defaults: resamples and seed (the interval is reproducible from run to run).
 BOOTSTRAP_RESAMPLES = 10_000
 BOOTSTRAP_SEED = 0
