@@ -4,6 +4,8 @@
     <folder>/scene/transforms.json, images/   every view of the scene, `train_filenames` = the views the NeRF was
                                               fitted on, `test_filenames` = the held-out ones
     <folder>/nerf.json                        the split, the fit's configuration, steps, seconds and backend
+    <folder>/geometry.npz                     the field's expected surface points [M, H, W, 3] and opacity [M, H, W]
+                                              at the held-out cameras (`names`: the held-out views' names)
 
 So `ns-train nerfacto --data <folder>/scene` refits the same split with another method, and `<folder>` itself is
 an ordinary view folder of nvsc (the scores compare it with the held-out views).
@@ -15,18 +17,21 @@ import dataclasses
 import json
 from pathlib import Path
 
+import numpy as np
+
 from nerf.protocol import ProtocolResult
 from scenes.errors import InvalidInputError
 from scenes.transforms_json import write_transforms
 
 SCENE_DIR = "scene"
 SUMMARY_FILE = "nerf.json"
+GEOMETRY_FILE = "geometry.npz"
 
 
 def export_protocol(result: ProtocolResult, folder: Path) -> None:
     """Write `result` into `folder` (created if missing; it must not already hold an export)."""
     folder = Path(folder)
-    taken = [folder / name for name in (SCENE_DIR, SUMMARY_FILE) if (folder / name).exists()]
+    taken = [folder / name for name in (SCENE_DIR, SUMMARY_FILE, GEOMETRY_FILE) if (folder / name).exists()]
     if taken:
         raise InvalidInputError(taken[0], "already exists; refusing to mix two fits in one folder",
                                 "export to a new folder, or delete the old one first")
@@ -38,4 +43,7 @@ def export_protocol(result: ProtocolResult, folder: Path) -> None:
                "seconds": fitted.seconds, "final_loss": fitted.final_loss,
                "scene_box": fitted.field.aabb.tolist(), "config": dataclasses.asdict(fitted.config)}
     (folder / SUMMARY_FILE).write_text(json.dumps(summary, indent=2) + "\n")
+    if result.surface_points is not None:
+        np.savez_compressed(folder / GEOMETRY_FILE, points=result.surface_points, opacity=result.opacity,
+                            names=np.array(result.heldout.names))
 

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from nerf.field import FieldConfig, HashGridField
 from nerf.occupancy import OccupancyConfig, OccupancyGrid, check_occupancy_config
-from nerf.renderer import render_rays
+from nerf.renderer import render_rays, render_surface
 from nerf.scene_box import scene_box_from_cameras
 from nerf.train_step import TrainStep
 from scenes.cameras import Cameras, camera_rays
@@ -230,3 +230,19 @@ def render_views(fitted: FittedNeRF, cameras: Cameras) -> np.ndarray:
     if not images:
         return np.zeros((0, k.height, k.width, 3), dtype=np.float32)
     return np.stack(images).astype(np.float32)
+
+
+@torch.no_grad()
+def render_geometry(fitted: FittedNeRF, cameras: Cameras) -> tuple[np.ndarray, np.ndarray]:
+    """(expected surface points [N, H, W, 3] in world space, opacity [N, H, W]) of the fitted field seen from
+    `cameras` (`nerf.renderer.render_surface`): the field's geometry, to compare with the scene's true depth."""
+    k = cameras.intrinsics
+    points, opacity = [], []
+    for i in range(len(cameras)):
+        origins, directions = scene_rays(cameras[i], fitted.device)
+        surface, alpha = render_surface(fitted.field, origins, directions, fitted.config, grid=fitted.occupancy)
+        points.append(surface.reshape(k.height, k.width, 3).cpu().numpy())
+        opacity.append(alpha.reshape(k.height, k.width).cpu().numpy())
+    if not points:
+        return np.zeros((0, k.height, k.width, 3), np.float32), np.zeros((0, k.height, k.width), np.float32)
+    return np.stack(points).astype(np.float32), np.stack(opacity).astype(np.float32)

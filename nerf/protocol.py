@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nerf.fit import FittedNeRF, NeRFConfig, fit_nerf, render_views
+from nerf.fit import FittedNeRF, NeRFConfig, fit_nerf, render_geometry, render_views
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
 
@@ -105,6 +105,10 @@ class ProtocolResult:
     """The fitted NeRF at the held-out cameras, with the held-out views' names: images [M, H, W, 3]."""
     fitted: FittedNeRF
     """The fitted field and the statistics of its fit."""
+    surface_points: np.ndarray | None = None
+    """The field's expected surface point [M, H, W, 3] (world space) at each held-out pixel."""
+    opacity: np.ndarray | None = None
+    """The field's opacity [M, H, W] at each held-out pixel (below 0.5: the ray hits nothing)."""
 
 
 def run_protocol(scene: MultiViewScene, subset: SubsetConfig, config: NeRFConfig) -> ProtocolResult:
@@ -113,4 +117,5 @@ def run_protocol(scene: MultiViewScene, subset: SubsetConfig, config: NeRFConfig
     logger.info("consistency protocol: fitting on %d views, rendering %d held-out views", len(train), len(heldout))
     fitted = fit_nerf(train, config)
     renders = MultiViewScene(render_views(fitted, heldout.cameras), heldout.cameras, heldout.names)
-    return ProtocolResult(scene, train, heldout, renders, fitted)
+    points, opacity = render_geometry(fitted, heldout.cameras)
+    return ProtocolResult(scene, train, heldout, renders, fitted, points, opacity)

@@ -175,9 +175,9 @@ def render_training_rays(field: HashGridField, origins: Tensor, directions: Tens
 
 
 def _render_eval_chunk(field: HashGridField, origins: Tensor, directions: Tensor, samples: int,
-                       background: Tensor, grid: OccupancyGrid | None) -> Tensor:
+                       background: Tensor, grid: OccupancyGrid | None, with_points: bool = False):
     positions, delta, keep = ray_samples(field, origins, directions, samples, False, None, grid)
-    return _march_with_early_termination(field, positions, delta, keep, background)
+    return _march_with_early_termination(field, positions, delta, keep, background, with_points)
 
 
 #: Samples evaluated per round of ray marching at evaluation; rays whose transmittance has fallen below
@@ -188,11 +188,15 @@ TERMINATION_TRANSMITTANCE = 1e-4
 
 
 def _march_with_early_termination(field: HashGridField, positions: Tensor, delta: Tensor, keep: Tensor | None,
-                                  background: Tensor) -> Tensor:
+                                  background: Tensor, with_points: bool = False):
     """Front-to-back compositing of positions [R, S, 3] in segments of `MARCH_SEGMENT` samples, each over the rays
-    still transmitting light; equal to `composite` over all samples up to the light dropped at termination."""
+    still transmitting light; equal to `composite` over all samples up to the light dropped at termination.
+
+    Returns colours [R, 3]; with `with_points`, also (weight-summed sample positions [R, 3], opacity [R]): the
+    positions composited like colours, so points / opacity is the expected surface point of a ray."""
     num_rays, samples = positions.shape[:2]
-    color = positions.new_zeros((num_rays, 3))
+    channels = 6 if with_points else 3
+    values = positions.new_zeros((num_rays, channels))  # colour (and position) composited on black
     depth = positions.new_zeros(num_rays)  # optical depth crossed so far, per ray
     alive = torch.arange(num_rays, device=positions.device)  # [A] rays still marching
     for start in range(0, samples, MARCH_SEGMENT):
@@ -202,15 +206,38 @@ def _march_with_early_termination(field: HashGridField, positions: Tensor, delta
         mask = None if keep is None else keep[alive, segment].reshape(-1)
         sigma, rgb = _evaluate(field, points.reshape(-1, 3), mask)
         ray_delta = delta[alive]  # [A, 1]
+        sample_values = torch.cat([rgb.view(-1, length, 3), points], dim=-1) if with_points else \
+            rgb.view(-1, length, 3)
         # A segment composited on black, then dimmed by the light that reached it (transmittance is a product).
-        seg_color, _ = composite(sigma.view(-1, length), rgb.view(-1, length, 3), ray_delta, background * 0)
+        seg_values, _ = composite(sigma.view(-1, length), sample_values, ray_delta, values.new_zeros(channels))
         transmittance = torch.exp(-depth[alive])  # [A]
-        color[alive] += transmittance[:, None] * seg_color
+        values[alive] += transmittance[:, None] * seg_values
         depth[alive] += (sigma.view(-1, length) * ray_delta).sum(dim=-1)
         alive = alive[torch.exp(-depth[alive]) > TERMINATION_TRANSMITTANCE]
         if alive.numel() == 0:
             break
-    return color + torch.exp(-depth)[:, None] * background
+    color = values[:, :3] + torch.exp(-depth)[:, None] * background
+    if with_points:
+        return color, values[:, 3:], 1.0 - torch.exp(-depth)
+    return color
+
+
+def render_surface(field: HashGridField, origins: Tensor, directions: Tensor, config: NeRFConfig,
+                   grid: OccupancyGrid | None = None) -> tuple[Tensor, Tensor]:
+    """(expected surface points [R, 3], opacity [R]) of rays, at evaluation: the sample positions averaged with
+    the compositing weights (the weights of the colour), divided by the opacity they sum to. Rays of low opacity
+    hit nothing; their point is meaningless."""
+    background = torch.as_tensor(config.background, dtype=origins.dtype, device=origins.device)
+    points, opacity = [], []
+    for i in range(0, origins.shape[0], config.eval_chunk):
+        _, weighted, alpha = _render_eval_chunk(field, origins[i:i + config.eval_chunk],
+                                                directions[i:i + config.eval_chunk], config.samples_per_ray,
+                                                background, grid, with_points=True)
+        points.append(weighted / alpha.clamp(min=1e-6)[:, None])
+        opacity.append(alpha)
+    if not points:
+        return origins.new_zeros((0, 3)), origins.new_zeros(0)
+    return torch.cat(points), torch.cat(opacity)
 
 
 def render_rays(field: HashGridField, origins: Tensor, directions: Tensor, config: NeRFConfig, training: bool,

@@ -518,6 +518,10 @@ class FitNeRF(SceneMethodTask):
         self.nerf_config()
         split_indices(len(read_transforms(self.requires().output().folder)), self.subset_config())
 
+    def complete(self) -> bool:
+        # A fit an older nvsc wrote lacks the field's geometry at the held-out cameras: refit it.
+        return super().complete() and holds_files(self, ("nerf.json", "geometry.npz"))
+
     def produce(self, folder: Path) -> None:
         from nerf.export import export_protocol
         from nerf.protocol import run_protocol
@@ -571,6 +575,8 @@ class ScoreScene(SceneMethodTask):
             require_weights(self.metric_weights())
 
     def produce(self, folder: Path) -> None:
+        from pandas import concat
+
         from reports.scoring import score_scene
         from scenes.transforms_json import read_transforms
 
@@ -581,9 +587,26 @@ class ScoreScene(SceneMethodTask):
         input_view = upstream["views"].input_view
         tidy, per_view, tsed_pairs = score_scene(views, renders, truth, input_view, method=self.method,
                                                  scene=self.scene, config=self.scoring_config())
+        geometry = self.geometry_rows(renders, truth)
+        if geometry is not None:
+            tidy = concat([tidy, geometry], ignore_index=True)
         tidy.to_csv(folder / "scores.csv", index=False)
         per_view.to_csv(folder / "per_view.csv", index=False)
         tsed_pairs.to_csv(folder / "tsed_pairs.csv", index=False)
+
+
+    def geometry_rows(self, renders, truth):
+        """The geometry scores of the distilled NeRF against the dataset's depth (none without depth)."""
+        from reports.scoring import geometry_rows
+        from scenes.srn import has_srn_depth
+
+        upstream = self.requires()
+        scene_folder = instance_folder(upstream["dataset"], "test", self.scene)
+        if not has_srn_depth(scene_folder):
+            return None
+        depth = load_depth(upstream["dataset"], scene_folder)[[truth.names.index(n) for n in renders.names]]
+        return geometry_rows(upstream["renders"].output().folder / "geometry.npz", depth, renders,
+                             method=self.method, scene=self.scene)
 
 
 class ScorePanorama(SceneMethodTask):

@@ -143,6 +143,24 @@ def score_scene(views: MultiViewScene, renders: MultiViewScene, truth: MultiView
     return tidy, per_view, pairs
 
 
+def geometry_rows(geometry_file: Path, true_depth: np.ndarray, renders: MultiViewScene, *, method: str,
+                  scene: str) -> pd.DataFrame:
+    """Tidy rows `geometry_<score>` (`reports.geometry`) of the NeRF's surface saved in `geometry_file`
+    (`nerf.export`) against the true depth [M, H, W] at the renders' (held-out) cameras."""
+    from reports.geometry import geometry_scores
+
+    with np.load(geometry_file) as saved:
+        names, points, opacity = list(saved["names"]), saved["points"], saved["opacity"]
+    if names != list(renders.names):
+        raise InvalidInputError(geometry_file, f"holds views {names[:4]}, the renders are {renders.names[:4]}",
+                                "rerun FitNeRF: its geometry and renders come from one fit")
+    scores = geometry_scores(points, opacity, true_depth, renders.cameras)
+    missing = {k: "the NeRF renders no surface" for k, v in scores.items() if np.isnan(v)}
+    return pd.DataFrame({"method": method, "scene": scene, "metric": [f"geometry_{k}" for k in scores],
+                         "value": list(scores.values()), "missing": [missing.get(k, "") for k in scores]}
+                        )[SCENE_COLUMNS]
+
+
 def _stack(scenes: list[MultiViewScene], truths: list[MultiViewScene], input_view: int
            ) -> tuple[torch.Tensor, torch.Tensor]:
     """Generated and real views [N, 3, H, W] at every camera but the input one, over all scenes."""

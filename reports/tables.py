@@ -39,8 +39,9 @@ CONTROLS = ("ground_truth", "noise", "perturbed", "shuffled_cameras", "blur_0.5"
             "input_copied", "repeated_view", "other_scene")
 #: Direction of every score nvsc reports (True: higher is better). `reports.metrics.HIGHER_IS_BETTER` is the
 #: authority; this copy lets tables be built without importing torch, and a test keeps the two equal.
-DIRECTIONS: dict[str, bool] = {"psnr": True, "ssim": True, "lpips": False, "sharpness": True, "fid": False,
-                               "kid": False, "tsed": True}
+DIRECTIONS: dict[str, bool] = {"psnr": True, "ssim": True, "lpips": False, "sharpness": True, "iou": True,
+                               "depth_l1": False, "chamfer": False, "fscore": True, "fid": False, "kid": False,
+                               "tsed": True}
 #: Decimals shown per score; scores not listed get DEFAULT_DECIMALS.
 DECIMALS = {"psnr": 2, "ssim": 3, "lpips": 3, "sharpness": 2, "fid": 2, "kid": 4, "tsed": 3}
 #: Decimals for scores without an entry in DECIMALS.

@@ -187,3 +187,20 @@ def test_early_termination_stops_at_an_opaque_wall():
     expected, _ = composite(sigma.view(5, samples), rgb.view(5, samples, 3), delta,
                             torch.tensor(BACKGROUND, dtype=torch.float64))
     np.testing.assert_allclose(rendered.double().numpy(), expected.numpy(), atol=1e-4)
+
+
+def test_surface_of_an_opaque_wall_is_where_the_rays_meet_it():
+    """The expected surface point of rays hitting an opaque wall z = -0.5 lies on the wall (to within a bin), and
+    a ray through empty space has no opacity; the points are the compositing weights' mean of the samples."""
+    from nerf.renderer import render_surface
+
+    wall = AnalyticField(lambda x: torch.where(x[:, 2] > -0.5, 500.0, 0.0), smooth_color)
+    origins = torch.tensor([[0.1 * i, -0.2, -3.0] for i in range(4)] + [[-3.0, 0.0, 0.0]])
+    directions = torch.tensor([[0.0, 0.0, 1.0]] * 4 + [[0.0, 1.0, 0.0]])  # the last ray misses the box
+    config = NeRFConfig(samples_per_ray=128, background=BACKGROUND)
+    points, opacity = render_surface(wall, origins, directions, config)
+    np.testing.assert_allclose(opacity[:4].numpy(), 1.0, atol=1e-4)
+    assert float(opacity[4]) == 0.0
+    bin_length = 2.0 / 128
+    np.testing.assert_allclose(points[:4, 2].numpy(), -0.5, atol=bin_length)
+    np.testing.assert_allclose(points[:4, :2].numpy(), origins[:4, :2].numpy(), atol=1e-5)
