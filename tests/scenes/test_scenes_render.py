@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+import platform
 
 import numpy as np
 import pytest
@@ -122,15 +122,16 @@ def test_embree_matches_the_pure_numpy_intersector(monkeypatch):
     assert np.mean(np.abs(fast - slow).max(axis=-1) > 1e-4) < 0.01
 
 
-def test_hundred_views_render_fast():
-    mesh = trimesh.creation.icosphere(subdivisions=4)
-    cameras = Cameras(orbit_cameras(100, 2.7, 25.0), intrinsics_from_fov(45, 64))
-    render_mesh(mesh, cameras[:1])
-    start = time.perf_counter()
-    images, _ = render_mesh(mesh, cameras)
-    elapsed = time.perf_counter() - start
-    assert images.shape == (100, 64, 64, 3)
-    assert elapsed < 2.0, f"100 views of 64x64 took {elapsed:.2f} s"  # ~0.1-0.2 s unloaded; slack for busy CPUs
+@pytest.mark.skipif(platform.machine() != "x86_64", reason="embreex (the fast intersector) is x86_64-only")
+def test_renders_go_through_embree_where_it_is_installed():
+    """Speed is a benchmark's claim, not a test's: what a test can check is that the fast path is the one taken
+    (embree, about 100x trimesh's numpy intersector)."""
+    from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+    assert render._intersector_class() is RayMeshIntersector
+    mesh = trimesh.creation.icosphere(subdivisions=2)
+    images, _ = render_mesh(mesh, Cameras(orbit_cameras(3, 2.7, 25.0), intrinsics_from_fov(45, 16)))
+    assert images.shape == (3, 16, 16, 3)
 
 
 def test_load_mesh_normalises_and_turns_y_up(tmp_path):
