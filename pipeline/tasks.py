@@ -448,6 +448,8 @@ class GenerateViews(SceneMethodTask):
         if method.generator.kind == "trained" and method.generator.name in JOINT_SAMPLERS \
                 and read_config(checkpoint)["model"].get("correspondence") == "depth":
             depth = load_depth(upstream["dataset"], instance_folder(upstream["dataset"], "test", self.scene))
+        # What the generator reads beyond the input view and the target cameras.
+        self._privileged = ["the ground-truth depth of the target views"] if depth is not None else []
         self._other = self.other_scene(upstream["dataset"]) if method.generator.kind == "control" and \
             CONTROLS[method.generator.name].needs_other_scene else None
         self._generator = prepare_generator(method, self._truth, self.input_view, self.scene, self.sampling_config(),
@@ -468,6 +470,8 @@ class GenerateViews(SceneMethodTask):
         views = generate_views(self.parsed_method(), self._truth, self.input_view, self._generator, seed=self.seed,
                                other=self._other)
         write_transforms(views, folder)
+        if self._privileged:  # the report labels such a method as another task (reports.run_folders.PRIVILEGED)
+            (folder / "privileged.json").write_text(json.dumps({"reads": self._privileged}, indent=2) + "\n")
 
 
 class FitNeRF(SceneMethodTask):

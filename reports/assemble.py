@@ -28,9 +28,9 @@ from reports.figures import plot_consistency_vs_fidelity, plot_distribution, plo
 from reports.html_page import PageImage, PageSection, write_report_html
 from reports.image_grid import save_image_grid
 from reports.run_folders import MethodSceneResult, RunResults, read_cameras, read_views
-from reports.tables import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, FID_MIN_IMAGES, check_set_scores, check_tidy,
-                            higher_is_better, is_control, legend, parse_method, summarize, summary_text, wide,
-                            write_tables)
+from reports.tables import (BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, CONTROLS, FID_MIN_IMAGES, check_set_scores,
+                            check_tidy, higher_is_better, is_control, legend, parse_method, summarize, summary_text,
+                            wide, write_tables)
 from scenes.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
@@ -456,8 +456,10 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     accumulation, accumulation_notes = accumulation_frame(runs, labels)  # read and checked before any writing
     long = summarize(tidy, set_scores, order, config.bootstrap_resamples, config.seed, config.confidence)
     degeneracy = degeneracy_check(long)
+    privileged = {labels[(run.label, r.method)]: r.privileged for run in runs for r in run.results if r.privileged}
+    not_candidates = (*CONTROLS, *(parse_method(label).base for label in privileged))  # never bold: they pin the range, or solve another task
     write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence,
-                 flagged=degeneracy.flagged)
+                 flagged=degeneracy.flagged, controls=not_candidates)
     weights = {labels[(run.label, r.method)]: r.guidance_weight for run in runs for r in run.results
                if r.guidance_weight is not None}
     figures = _figures(tidy, long, order, weights, folder)
@@ -480,7 +482,9 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
             what = ("its view" if all(r.renders_folder is None for r in results) else
                     "its view (left) and the NeRF render (right; grey at the cameras the NeRF was fitted on)")
             animations.append(PageImage(f"{caption}: turntable; per method, {what}", written["gif"], True, links))
-    controls = control_check(long) + degeneracy.lines + few_images_lines(set_scores)
+    controls = control_check(long) + degeneracy.lines + few_images_lines(set_scores) + [
+        f"{label} reads {', '.join(reads)}: another task than image-only novel-view synthesis, never marked best "
+        "against the methods that read only the input view." for label, reads in privileged.items()]
     degeneracy.flags.to_csv(folder / "degeneracy_flags.csv", index=False)
     if not degeneracy.matched.empty:
         degeneracy.matched.to_csv(folder / "sharpness_matched.csv", index=False)
@@ -500,5 +504,6 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
                                              "NeRF renders at its held-out cameras.")]
     notes = [*NOTES, *([PANORAMA_NOTE] if panorama else []),
              *([ACCUMULATION_NOTE] if accumulation_section is not None else accumulation_notes)]
-    return write_report_html(folder, config.title, summary_text(long, flagged=degeneracy.flagged), sections, notes,
-                             controls, legend(config.bootstrap_resamples, config.confidence))
+    return write_report_html(folder, config.title, summary_text(long, controls=not_candidates,
+                                                                flagged=degeneracy.flagged),
+                             sections, notes, controls, legend(config.bootstrap_resamples, config.confidence))

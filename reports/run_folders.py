@@ -32,6 +32,8 @@ from scenes.errors import InvalidInputError
 logger = logging.getLogger(__name__)
 
 PROVENANCE = "provenance.json"
+#: A views folder's record of what its generator read beyond the input view (written by GenerateViews).
+PRIVILEGED = "privileged.json"
 
 
 @dataclass(frozen=True)
@@ -59,6 +61,9 @@ class MethodSceneResult:
     #: ScoreScene's per-pair TSED table (verdict, matches, median error by distance), when the run wrote it (runs
     #: of an nvsc older than the file lack it). Panoramas keep theirs in `per_pair_csv`.
     tsed_pairs_csv: Path | None = None
+    #: What the generator read beyond the input view and the target cameras (`PRIVILEGED` in its views folder),
+    #: e.g. the targets' ground-truth depth: such a method solves another task than image-only NVS.
+    privileged: tuple[str, ...] = ()
 
     @property
     def panorama(self) -> bool:
@@ -136,13 +141,15 @@ def result_from_score_folder(score_folder: Path, root: Path) -> MethodSceneResul
             raise InvalidInputError(path, "does not exist", "copy the whole run folder, or rerun `nvsc run` on it")
     per_view, tsed_pairs = score_folder / "per_view.csv", score_folder / "tsed_pairs.csv"
     generation = read_provenance(views).get("parameters", {})
+    privileged = json.loads((views / PRIVILEGED).read_text())["reads"] if (views / PRIVILEGED).is_file() else []
     weight = generation.get("guidance_weight")
     return MethodSceneResult(scene=str(parameters["scene"]), method=str(parameters["method"]), scores_csv=scores,
                              views_folder=views, renders_folder=renders,
                              input_view=int(generation.get("input_view", 0)),
                              guidance_weight=float(weight) if weight is not None else None,
                              per_view_csv=per_view if per_view.is_file() else None, per_pair_csv=per_pair,
-                             tsed_pairs_csv=tsed_pairs if tsed_pairs.is_file() else None)
+                             tsed_pairs_csv=tsed_pairs if tsed_pairs.is_file() else None,
+                             privileged=tuple(privileged))
 
 
 def set_score_files(folder: Path) -> list[Path]:

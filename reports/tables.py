@@ -351,6 +351,8 @@ def legend(resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = 0.95) -> st
             "set-level scores (FID, KID) are one value over all scenes' views. \u2191: higher is better, "
             "\u2193: lower is better. Bold: best of each column among the evaluated methods; the controls "
             f"({', '.join(CONTROLS)}) pin the range and are not candidates, unless every row is a control. "
+            "Methods that read more than the input view (the joint model reads the targets' ground-truth depth on "
+            "objects) solve another task and are not candidates either. "
             f"{FLAG_MARK}: a degenerate control (blurred, blank, copied, repeated or another object's views) does at "
             "least as well on this score, so it alone does not show the method is better (controls.txt). "
             f"{MISSING} (reason): no value; "
@@ -359,12 +361,13 @@ def legend(resamples: int = BOOTSTRAP_RESAMPLES, confidence: float = 0.95) -> st
 
 def write_tables(tidy: pd.DataFrame, long: pd.DataFrame, out_dir: Path, set_scores: pd.DataFrame | None = None,
                  directions: dict[str, bool] | None = None, resamples: int = BOOTSTRAP_RESAMPLES,
-                 confidence: float = 0.95, flagged: frozenset | set = frozenset()) -> dict[str, Path]:
+                 confidence: float = 0.95, flagged: frozenset | set = frozenset(),
+                 controls: Sequence[str] = CONTROLS) -> dict[str, Path]:
     """Write the tidy scores (`scores.csv`, `scores.parquet`, `set_scores.csv` when given), the means
     (`summary.csv`, method x metric), the long summary with intervals (`summary_ci.csv`), `summary.md` and
     `summary.tex` into `out_dir`. Returns the paths by file name; everything is checked before the first write."""
     tidy = check_tidy(tidy)
-    text = summary_text(long, directions, flagged=flagged)
+    text = summary_text(long, directions, controls, flagged)
     markdown, latex = summary_markdown(text, directions), summary_latex(text, directions, legend(resamples))
     means = wide(long)
     means["scenes"] = long.groupby("method", sort=False)["scenes"].max().reindex(means.index).astype(int)

@@ -1,5 +1,6 @@
 """`nvsc report` rebuilds the report from run folders on disk, without torch, and merges several runs."""
 
+import json
 import math
 import os
 import subprocess
@@ -160,3 +161,19 @@ def test_controls_on_a_lower_is_better_score():
     swapped = [(m, s, k, 0.05 if m == "shuffled_cameras" else v, r) for m, s, k, v, r in rows]
     lines = control_check(summarize(pd.DataFrame(swapped, columns=["method", "scene", "metric", "value", "missing"])))
     assert lines[0].startswith("WARNING") and "ground_truth not better than shuffled_cameras" in lines[1]
+
+
+def test_a_method_that_reads_the_targets_depth_is_never_bold_and_is_named_in_controls(tmp_path):
+    methods = METHODS + [("mvdiffusion/joint", 29.0)]
+    root = write_run(tmp_path / "runs", scores(methods))
+    (views,) = (root / "GenerateViews").glob("mvdiffusion-joint-mug-0-*")
+    (views / "privileged.json").write_text(json.dumps({"reads": ["the ground-truth depth of the target views"]}))
+    out = tmp_path / "report"
+    build_report(collect_runs([root]), out, ReportConfig(animations=False, bootstrap_resamples=100))
+    summary = (out / "summary.md").read_text()
+    joint_row = next(line for line in summary.splitlines() if line.startswith("| mvdiffusion/joint"))
+    stochastic_row = next(line for line in summary.splitlines() if line.startswith("| xunet/stochastic@3"))
+    assert "**" not in joint_row and "**" in stochastic_row  # 29 beats 24, yet the image-only model is the best
+    assert "mvdiffusion/joint reads the ground-truth depth of the target views: another task" in \
+        (out / "controls.txt").read_text()
+    assert (out / "paired.csv").is_file()
