@@ -613,6 +613,28 @@ class ScoreScene(SceneMethodTask):
                              method=self.method, scene=self.scene)
 
 
+class ScoreFitSeeds(SceneMethodTask):
+    """The NeRF score's noise floor on one scene: the method's views fitted with each of `fit_seeds` (FitNeRF with
+    that seed), scored like ScoreScene's consistency and distilled PSNR/SSIM, one row per seed (`fit_seeds.csv`)."""
+
+    fit_seeds = luigi.ListParameter(description="NeRF seeds to fit the same views with.")
+
+    def requires(self):
+        return {"views": GenerateViews(scene=self.scene, method=self.method), "dataset": PrepareDataset(),
+                **{f"fit{seed}": FitNeRF(scene=self.scene, method=self.method, seed=seed) for seed in self.fit_seeds}}
+
+    def produce(self, folder: Path) -> None:
+        from reports.noise_floor import fit_seed_scores
+        from scenes.transforms_json import read_transforms
+
+        upstream = self.requires()
+        renders = {seed: read_transforms(upstream[f"fit{seed}"].output().folder) for seed in self.fit_seeds}
+        scores = fit_seed_scores(read_transforms(upstream["views"].output().folder),
+                                 load_instance(upstream["dataset"], "test", self.scene), renders,
+                                 method=self.method, scene=self.scene)
+        scores.to_csv(folder / "fit_seeds.csv", index=False)
+
+
 class ScorePanorama(SceneMethodTask):
     """Scores of one panorama scene and method (rotation-only cameras: no parallax, so no NeRF): overlap PSNR,
     rotation-only TSED, loop closure and fidelity, as the tidy CSV of ScoreScene (`scores.csv`), and the per-pair
@@ -743,6 +765,10 @@ class BuildReport(NvscTask):
     bootstrap_seed = luigi.IntParameter(description="Seed of the bootstrap resampling.")
     animations = luigi.BoolParameter(description="Write a turntable GIF (and MP4 when an encoder is installed) "
                                                  "per scene.", parsing=luigi.BoolParameter.EXPLICIT_PARSING)
+    noise_floor_methods = luigi.ListParameter(description="Methods whose views are also fitted with every seed of "
+                                                          "noise_floor_seeds (ScoreFitSeeds), for the NeRF score's "
+                                                          "noise floor; empty: none.")
+    noise_floor_seeds = luigi.ListParameter(description="NeRF seeds of the noise floor (at least 2).")
 
     def scene_names(self) -> list[str]:
         names = PrepareDataset().test_scene_names()
@@ -758,6 +784,13 @@ class BuildReport(NvscTask):
         score = ScorePanorama if PrepareDataset().source == "panorama" else ScoreScene
         upstream = {(scene, method): score(scene=scene, method=method)
                     for scene in self.scene_names() for method in self.methods}
+        if score is ScoreScene and self.noise_floor_methods:
+            if len(self.noise_floor_seeds) < 2:
+                raise InvalidInputError("BuildReport.noise_floor_seeds", f"{list(self.noise_floor_seeds)}",
+                                        "list at least two NeRF seeds, e.g. [0, 1, 2], or no noise_floor_methods")
+            upstream.update({("fit_seeds", scene, method): ScoreFitSeeds(scene=scene, method=method,
+                                                                        fit_seeds=self.noise_floor_seeds)
+                             for scene in self.scene_names() for method in self.noise_floor_methods})
         if self.set_scores:
             # The pooled sets are exactly the report's scenes.
             upstream.update({("set", method): ScoreMethodSet(method=method, max_scenes=self.max_scenes)
@@ -778,12 +811,14 @@ class BuildReport(NvscTask):
         from reports.run_folders import RunResults, result_from_score_folder, set_score_files
 
         root = Path(nvsc().output_root)
-        results, set_csvs = [], []
+        results, set_csvs, seed_csvs = [], [], []
         for task in self.requires().values():
             if isinstance(task, (ScoreScene, ScorePanorama)):
                 results.append(result_from_score_folder(task.output().folder, root))
+            elif isinstance(task, ScoreFitSeeds):
+                seed_csvs.append(task.output().folder / "fit_seeds.csv")
             else:
                 set_csvs += set_score_files(task.output().folder)
         config = ReportConfig(bootstrap_resamples=self.bootstrap_resamples, seed=self.bootstrap_seed,
                               animations=self.animations)
-        build_report([RunResults("", root, results, set_csvs, list(self.methods))], folder, config)
+        build_report([RunResults("", root, results, set_csvs, list(self.methods), seed_csvs)], folder, config)

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from reports.accumulation_figures import plot_error_by_distance, plot_opening_and_closing, plot_panels_by_distance
 from reports.animation import TurntableRow, write_turntable
 from reports.degeneracy import degeneracy_check
+from reports.noise_floor import noise_floor, noise_floor_lines
 from reports.paired import MIN_SCENES, paired_table
 from reports.error_accumulation import (accumulation_curve, consistency_from_per_view, distance_table,
                                         fidelity_from_per_view, opening_and_closing, overlap_from_per_pair,
@@ -424,6 +425,17 @@ PAIRED_METRICS = ("consistency_psnr", "consistency_ssim", "distilled_psnr", "dis
                   "fidelity_psnr", "fidelity_ssim", "tsed", "overlap_psnr", "rotation_tsed")
 
 
+def _noise_floor(runs: list[RunResults], labels: dict[tuple[str, str], str], folder: Path) -> list[str]:
+    """`noise_floor.csv` and its sentences, from the runs' per-seed NeRF scores (none: no lines)."""
+    parts = [pd.read_csv(path).assign(method=lambda t, run=run: [labels.get((run.label, m), m) for m in t["method"]])
+             for run in runs for path in run.fit_seed_csvs if Path(path).is_file()]
+    if not parts:
+        return []
+    floor = noise_floor(pd.concat(parts, ignore_index=True))
+    floor.to_csv(folder / "noise_floor.csv", index=False)
+    return noise_floor_lines(floor)
+
+
 def _paired_section(tidy: pd.DataFrame, order: list[str], config: ReportConfig, folder: Path) -> PageSection | None:
     """Every pair of evaluated methods (not controls) compared scene by scene (`reports.paired`); `paired.csv`."""
     methods = [m for m in order if not is_control(m)]
@@ -482,7 +494,8 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
             what = ("its view" if all(r.renders_folder is None for r in results) else
                     "its view (left) and the NeRF render (right; grey at the cameras the NeRF was fitted on)")
             animations.append(PageImage(f"{caption}: turntable; per method, {what}", written["gif"], True, links))
-    controls = control_check(long) + degeneracy.lines + few_images_lines(set_scores) + [
+    floor_lines = _noise_floor(runs, labels, folder)
+    controls = control_check(long) + degeneracy.lines + floor_lines + few_images_lines(set_scores) + [
         f"{label} reads {', '.join(reads)}: another task than image-only novel-view synthesis, never marked best "
         "against the methods that read only the input view." for label, reads in privileged.items()]
     degeneracy.flags.to_csv(folder / "degeneracy_flags.csv", index=False)

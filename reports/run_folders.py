@@ -34,6 +34,8 @@ logger = logging.getLogger(__name__)
 PROVENANCE = "provenance.json"
 #: A views folder's record of what its generator read beyond the input view (written by GenerateViews).
 PRIVILEGED = "privileged.json"
+#: ScoreFitSeeds' table of per-seed NeRF scores.
+FIT_SEEDS = "fit_seeds.csv"
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class RunResults:
     set_score_csvs: list[Path] = field(default_factory=list)
     #: Rows in the order the run's report listed them (methods not named come after).
     method_order: list[str] = field(default_factory=list)
+    #: Per-seed NeRF scores of the same views (`fit_seeds.csv` of ScoreFitSeeds), for the noise floor.
+    fit_seed_csvs: list[Path] = field(default_factory=list)
 
 
 def read_provenance(folder: Path) -> dict:
@@ -198,6 +202,7 @@ def collect_run(run_dir: Path, label: str = "") -> RunResults:
         provenance = read_provenance(build)
         upstream = _upstream_folders(provenance, root)
         score_folders = [folder for family in SCORE_FAMILIES for folder in upstream.pop(family, [])]
+        seed_csvs = [folder / FIT_SEEDS for folder in upstream.pop("ScoreFitSeeds", [])]
         set_csvs = [path for folders in upstream.values() for folder in folders for path in set_score_files(folder)]
         order = _parameter_list(provenance.get("parameters", {}).get("methods", "[]"))
     else:
@@ -205,10 +210,11 @@ def collect_run(run_dir: Path, label: str = "") -> RunResults:
         set_csvs = []
         for family in sorted(p for p in root.iterdir() if p.is_dir() and p.name not in
                              (*SCORE_FAMILIES, "GenerateViews", "FitNeRF", "BuildReport", "PrepareDataset",
-                              "TrainGenerator")):
+                              "TrainGenerator", "ScoreFitSeeds")):
             for folder in _complete(family):
                 set_csvs += set_score_files(folder)
         order = []
+        seed_csvs = [folder / FIT_SEEDS for folder in _complete(root / "ScoreFitSeeds")]
     if not score_folders:
         raise InvalidInputError(f"run folder {run_dir}", "holds no complete ScoreScene or ScorePanorama outputs",
                                 "run `nvsc run` first, and pass its output root (`runs/` by default)")
@@ -221,7 +227,7 @@ def collect_run(run_dir: Path, label: str = "") -> RunResults:
         if key not in newest or _finished(folder) > newest[key][0]:
             newest[key] = (_finished(folder), result)
     return RunResults(label=label, root=root, results=[result for _, result in newest.values()],
-                      set_score_csvs=set_csvs, method_order=order)
+                      set_score_csvs=set_csvs, method_order=order, fit_seed_csvs=seed_csvs)
 
 
 def run_labels(run_dirs: list[Path]) -> list[str]:
