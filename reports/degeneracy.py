@@ -131,6 +131,9 @@ def _check_run(means: pd.DataFrame, rows: dict[str, str], where: str, report: De
             if metric not in metrics:
                 continue
             real = _value(means, truth, metric)
+            if math.isnan(real):
+                report.lines.append(f"{metric}{where}: not checked, ground_truth has no value.")
+                continue
             winners = [(d, _value(means, rows[d], metric)) for d in degenerate]
             winners = [(d, v) for d, v in winners if not math.isnan(v) and _at_least_as_good(v, real, metric)]
             if not winners:
@@ -158,13 +161,20 @@ def _check_run(means: pd.DataFrame, rows: dict[str, str], where: str, report: De
                     report.flagged.add((method, metric))
                     beaten.append((metric, control, theirs))
         if beaten:
-            by_metric: dict[str, list[str]] = {}
+            by_metric: dict[str, list[tuple[str, float]]] = {}
             for metric, control, theirs in beaten:
-                by_metric.setdefault(metric, []).append(f"{control} ({_fmt(theirs)})")
-            report.lines.append(f"FLAG {method}{where}: " + "; ".join(
-                f"{metric} {_fmt(_value(means, method, metric))} beaten or tied by {', '.join(c)}"
-                for metric, c in by_metric.items()) + ": on these scores it is not shown to be better than a "
-                "degenerate output.")
+                by_metric.setdefault(metric, []).append((control, theirs))
+
+            def strongest(metric: str, controls: list[tuple[str, float]]) -> str:
+                # The control that beats the method by most, and how many others do too: the line stays short.
+                controls = sorted(controls, key=lambda c: c[1], reverse=higher_is_better(metric))
+                more = f" and {len(controls) - 1} more" if len(controls) > 1 else ""
+                return f"{metric} {_fmt(_value(means, method, metric))} (by {controls[0][0]} {_fmt(controls[0][1])}" \
+                       f"{more})"
+
+            report.lines.append(f"FLAG {method}{where}: beaten or tied by a degenerate control on " + ", ".join(
+                strongest(metric, controls) for metric, controls in by_metric.items()) + ": on these scores it is "
+                "not shown to be better than a degenerate output (degeneracy_flags.csv lists every pair).")
         else:
             report.lines.append(f"{method}{where}: beats every degenerate control on every score.")
     if truth is None or "fidelity_sharpness" not in means.columns:
