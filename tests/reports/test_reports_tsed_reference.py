@@ -221,6 +221,7 @@ def test_default_settings_are_the_references():
     legacy = TSEDConfig(matcher="opencv")
     assert (legacy.ratio, legacy.max_distance, legacy.cross_check, legacy.min_matches) == (0.75, np.inf, False, 10)
     assert TSEDConfig(matcher="opencv", cross_check=True).cross_check is True  # a value passed wins
+    assert TSEDConfig().describe().startswith("matcher=colmap, min_matches=15, max_median_error=2.0, ratio=0.8")
     with pytest.raises(InvalidInputError, match="TSED matcher"):
         TSEDConfig(matcher="superglue")
 
