@@ -22,6 +22,7 @@ from reports.animation import TurntableRow, write_turntable
 from reports.degeneracy import degeneracy_check
 from reports.noise_floor import noise_floor, noise_floor_lines
 from reports.paired import MIN_SCENES, paired_table
+from reports.tsed_curve import plot_tsed_curve, tsed_threshold_curve
 from reports.error_accumulation import (accumulation_curve, consistency_from_per_view, distance_table,
                                         fidelity_from_per_view, opening_and_closing, overlap_from_per_pair,
                                         tsed_from_pairs)
@@ -425,6 +426,23 @@ PAIRED_METRICS = ("consistency_psnr", "consistency_ssim", "distilled_psnr", "dis
                   "fidelity_psnr", "fidelity_ssim", "tsed", "overlap_psnr", "rotation_tsed")
 
 
+def _tsed_curve(runs: list[RunResults], labels: dict[tuple[str, str], str], order: list[str],
+                folder: Path) -> PageImage | None:
+    """TSED against its median-error threshold per method (`reports.tsed_curve`), from the cached per-pair
+    tables: `tsed_threshold_curve.csv` and its figure (None without per-pair tables)."""
+    parts = [pd.read_csv(r.tsed_pairs_csv).assign(method=labels[(run.label, r.method)])
+             for run in runs for r in run.results if r.tsed_pairs_csv is not None]
+    if not parts:
+        return None
+    curve = tsed_threshold_curve(pd.concat(parts, ignore_index=True))
+    curve = curve.iloc[np.argsort(curve["method"].map(lambda m: order.index(m) if m in order else len(order))
+                                  .to_numpy(), kind="stable")]
+    curve.to_csv(folder / "tsed_threshold_curve.csv", index=False)
+    path = plot_tsed_curve(curve, folder / "figures" / "tsed_threshold_curve.png")
+    return PageImage("TSED against its threshold: the share of neighbouring pairs with at least 15 matches whose "
+                     "median epipolar error is below the threshold (the paper's 2 px marked)", path)
+
+
 def _noise_floor(runs: list[RunResults], labels: dict[tuple[str, str], str], folder: Path) -> list[str]:
     """`noise_floor.csv` and its sentences, from the runs' per-seed NeRF scores (none: no lines)."""
     parts = [pd.read_csv(path).assign(method=lambda t, run=run: [labels.get((run.label, m), m) for m in t["method"]])
@@ -478,6 +496,9 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     accumulation_section = (_accumulation_section(accumulation, order, folder, accumulation_notes)
                             if not accumulation.empty else None)
     paired_section = _paired_section(tidy, order, config, folder)
+    curve_figure = _tsed_curve(runs, labels, order, folder)
+    if curve_figure is not None:
+        figures.append(curve_figure)
     grids, animations = [], []
     work = [(run, scene) for run in runs for scene in dict.fromkeys(r.scene for r in run.results)]
     for run, scene in tqdm(work, desc="report: scenes", unit="scene", disable=len(work) < 3):
