@@ -765,10 +765,12 @@ class BuildReport(NvscTask):
     bootstrap_seed = luigi.IntParameter(description="Seed of the bootstrap resampling.")
     animations = luigi.BoolParameter(description="Write a turntable GIF (and MP4 when an encoder is installed) "
                                                  "per scene.", parsing=luigi.BoolParameter.EXPLICIT_PARSING)
-    noise_floor_methods = luigi.ListParameter(description="Methods whose views are also fitted with every seed of "
-                                                          "noise_floor_seeds (ScoreFitSeeds), for the NeRF score's "
-                                                          "noise floor; empty: none.")
-    noise_floor_seeds = luigi.ListParameter(description="NeRF seeds of the noise floor (at least 2).")
+    # Defaults here, not only in luigi.cfg: configurations written before the noise floor existed still run.
+    noise_floor_methods = luigi.ListParameter(default=[], description="Methods whose views are also fitted with "
+                                              "every seed of noise_floor_seeds (ScoreFitSeeds), for the NeRF "
+                                              "score's noise floor; empty: none.")
+    noise_floor_seeds = luigi.ListParameter(default=[0, 1, 2], description="NeRF seeds of the noise floor (at "
+                                                                            "least 2).")
 
     def scene_names(self) -> list[str]:
         names = PrepareDataset().test_scene_names()
