@@ -35,7 +35,7 @@ def test_scores_missing_then_strict_then_present(tmp_path):
     tidy = pd.read_csv(_only(runner, "ScoreScene") / "scores.csv", keep_default_na=False, na_values=[""])
     assert list(tidy.columns) == ["method", "scene", "metric", "value", "missing"]
     lpips = tidy[tidy["metric"].str.endswith("_lpips")]
-    assert len(lpips) == 2 and lpips["value"].isna().all()
+    assert len(lpips) == 3 and lpips["value"].isna().all()  # consistency, distilled and fidelity
     assert set(lpips["missing"]) == {"weights missing: nvsc weights fetch alexnet lpips-alex"}
     others = tidy[~tidy["metric"].str.endswith("_lpips")]
     assert others["value"].notna().all() and others["missing"].isna().all()
