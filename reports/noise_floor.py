@@ -8,10 +8,13 @@ across seeds (averaged over scenes) and the largest range, beside the difference
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 
-from scenes.scene import MultiViewScene
+if TYPE_CHECKING:  # scenes.scene loads torch, which `nvsc report` (this module's noise_floor) must not wait for
+    from scenes.scene import MultiViewScene
 
 #: Columns of the per-seed table.
 SEED_COLUMNS = ["method", "scene", "fit_seed", "metric", "value"]
