@@ -39,7 +39,7 @@ from generators.checkpoint import (ARCHITECTURES, CONFIG_FILE, EMA_FILE, MODEL_F
 from generators.distributed import ProcessGroup, end_process_group, start_process_group
 from generators.fused_update import ClippedAdamWEMA
 from generators.schedule import CosineLogSNRSchedule
-from generators.view_pairs import DevicePairBatches, ViewPairs
+from generators.view_pairs import DevicePairBatches, ViewPairs, permute_colours
 from generators.xunet import XUNetConfig
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
@@ -91,6 +91,8 @@ class TrainConfig:
     """Continue from the checkpoint in the output folder when it holds a resume state of the same model."""
     grad_accumulation: int = 1
     """Micro-batches per step (gradients summed before the update): batch 128 in the memory of batch 32 at 4."""
+    permute_colours: bool = False
+    """Permute the RGB channels of each training pair at random (both views alike; `view_pairs.permute_colours`)."""
     loss: str = "eps"
     """"eps": the MSE of the predicted noise (Ho et al. 2020; 3DiM). "v": the MSE of v = alpha eps - sigma x
     (Salimans & Ho 2022), i.e. the eps MSE weighted by 1 / alpha^2 = 1 + exp(-logSNR), which weighs the noisy
@@ -448,8 +450,12 @@ def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig,
         def preview_grid(step: int) -> None:
             writer.add_image("ema/cond_target_noisy_x0", _sample_grid(run, preview), step)
 
-        run_steps(run, lambda: pairs.sample(train_config.batch_size, run.data_generator), out_dir, writer, group,
-                  name=train_config.architecture, unit="images", on_checkpoint=preview_grid)
+        def draw() -> dict[str, torch.Tensor]:
+            batch = pairs.sample(train_config.batch_size, run.data_generator)
+            return permute_colours(batch, run.data_generator) if train_config.permute_colours else batch
+
+        run_steps(run, draw, out_dir, writer, group, name=train_config.architecture, unit="images",
+                  on_checkpoint=preview_grid)
         if writer is not None:
             writer.close()
     end_process_group(group)

@@ -157,6 +157,8 @@ _3DIM = dict(ch_mult=(1, 2, 2, 4), num_res_blocks=3, attn_resolutions=(8, 16, 32
 PRESETS: dict[str, XUNetConfig] = {
     "tiny": XUNetConfig(image_size=32, ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
                         num_heads=4, dropout=0.0, emb_ch=64, pos_octaves=6),
+    "small-32": XUNetConfig(image_size=32, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, attn_resolutions=(32, 16, 8),
+                            num_heads=4, dropout=0.0, emb_ch=64, pos_octaves=6, prediction="v"),
     "3dim-64": XUNetConfig(image_size=64, ch=128, **_3DIM),
     "3dim-128": XUNetConfig(image_size=128, ch=256, **_3DIM),
 }
