@@ -32,10 +32,10 @@ declare -A VARIANTS=(
   [all]="$demo $b128 --set attn_resolutions=(32,16,8) $cond3dim --set init='flax' $vpred"
   [concat]="$demo $b128 --arch concat_unet"                     # the concat-UNet baseline
   [data40]="--data $data/objects40/srn $b128"                   # 5x the train instances
-  [small]="$demo $b128 --set ch_mult=(1,2,2) --set attn_resolutions=(32,16,8) $vpred"
+  [colour]="$demo $b128 --permute-colours"                      # RGB channels of each pair permuted alike
 )
 names=("$@")
-[ ${#names[@]} -eq 0 ] && names=(base16 b128 attn16 attn32 cond3dim flaxinit vpred all concat data40 small)
+[ ${#names[@]} -eq 0 ] && names=(base16 b128 attn16 attn32 cond3dim flaxinit vpred all concat data40 colour)
 pids=()
 for name in "${names[@]}"; do
   # shellcheck disable=SC2086 # the variant's words are arguments

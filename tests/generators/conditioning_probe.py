@@ -71,7 +71,7 @@ from generators.schedule import CosineLogSNRSchedule
 from scenes.cameras import look_at
 
 #: logSNR levels of the measurement: mid noise, where the conditioning view should matter most.
-LEVELS = (-4.0, -2.0, 0.0, 2.0)
+LEVELS = (-8.0, -4.0, -2.0, 0.0)
 
 
 def smooth_images(count: int, size: int, generator: torch.Generator, coarse: int) -> torch.Tensor:
@@ -185,6 +185,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=50)
     parser.add_argument("--loss", default="eps", choices=["eps", "v"], help="TrainConfig.loss")
+    parser.add_argument("--permute-colours", action="store_true", help="TrainConfig.permute_colours")
     parser.add_argument("--eval-every", type=int, default=100)
     parser.add_argument("--time-budget", type=float, default=0, help="stop after this many seconds (0 = no limit)")
     parser.add_argument("--seed", type=int, default=0)
@@ -224,14 +225,17 @@ def main() -> None:
     seen = None
     if args.data:
         pairs, probe, seen = dataset_batches(args.data, args.size, device)
-        draw = lambda: pairs.sample(args.batch, data)  # noqa: E731
+        from generators.view_pairs import permute_colours
+        draw = lambda: (permute_colours(pairs.sample(args.batch, data), data) if args.permute_colours  # noqa: E731
+                        else pairs.sample(args.batch, data))
     else:
         data = torch.Generator().manual_seed(args.seed + 10)
         on_device = lambda batch: {k: v.to(device) for k, v in batch.items()}  # noqa: E731
         probe = on_device(copy_batch(32, args.size, torch.Generator().manual_seed(999), args.coarse))
         draw = lambda: on_device(copy_batch(args.batch, args.size, data, args.coarse))  # noqa: E731
     print(f"# {args.arch} {args.preset} {changes} variant={args.variant} parameters={run.parameter_count()} "
-          f"lr={args.lr} batch={args.batch} loss={args.loss}", flush=True)
+          f"lr={args.lr} batch={args.batch} loss={args.loss} "
+          f"permute_colours={args.permute_colours}", flush=True)
     start, losses, step = time.perf_counter(), [], 0
     for step in range(1, args.steps + 1):
         losses.append(run.train_step(draw()))
