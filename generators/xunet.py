@@ -152,6 +152,12 @@ ADDED_FIELDS = frozenset({"dir_octaves", "pos_emb", "pose_conv", "logsnr_dim", "
 #: blocks per level, attention with 4 heads at the 32, 16 and 8 pixel levels, dropout 0.1); "3dim-64" is the public
 #: PyTorch port's size (ch=128) and "3dim-128" the paper's (ch=256; 454M parameters here against the paper's 471M,
 #: see `nvsc generator info` and reports/benchmarks/generator.md for where the difference comes from).
+#: The 3dim presets keep nvsc's defaults for the fields 3DiM sets otherwise (`dir_octaves`, `pos_emb`, `pose_conv`,
+#: `logsnr_dim`, `init`), so that checkpoints trained with them still load; 3DiM's values are the fields' docstrings'.
+#: "small-32" is the GPU preset for the demo's 32 px data, small enough to commit (936k parameters, 3.8 MB a weights
+#: file): tiny's width on three levels, frames mixing at every level (32, 16 and 8 pixels, as 3DiM's at 64 px), and
+#: v-prediction, to be trained with `TrainConfig.loss = "v"`. Deviations from 3DiM (eps prediction, 8 direction
+#: octaves, a learned position embedding, strided 3x3 pose convolutions) and why: reports/benchmarks/trained_model.md.
 _3DIM = dict(ch_mult=(1, 2, 2, 4), num_res_blocks=3, attn_resolutions=(8, 16, 32), num_heads=4, dropout=0.1,
              emb_ch=1024, pos_octaves=15)
 PRESETS: dict[str, XUNetConfig] = {
