@@ -16,9 +16,10 @@ from torch import nn
 
 from generators.film import pose_film_inputs
 from generators.unet_levels import build_levels, run_levels
-from generators.xunet import (AttnBlock, ResnetBlock, XUNetConfig, _group_norm, _zero_init, logsnr_embedding,
-                              nerf_positional_encoding)
+from generators.xunet import (ADDED_FIELDS, AttnBlock, ResnetBlock, XUNetConfig, _group_norm, _zero_init,
+                              logsnr_embedding, nerf_positional_encoding)
 from scenes.cameras import camera_rays
+from scenes.errors import InvalidInputError
 
 
 class ConcatBlock(nn.Module):
@@ -41,6 +42,11 @@ class ConcatUNet(nn.Module):
 
     def __init__(self, config: XUNetConfig):
         super().__init__()
+        defaults = XUNetConfig.__dataclass_fields__
+        changed = sorted(name for name in ADDED_FIELDS if getattr(config, name) != defaults[name].default)
+        if changed:
+            raise InvalidInputError("XUNetConfig", f"sets {changed}, which only the X-UNet implements",
+                                    "leave them at their defaults for the concat-UNet")
         self.config, self.image_size = config, config.image_size
         attends = [r in config.attn_resolutions for r in config.resolutions()]
         pose_dim = 2 * 2 * (3 + 6 * config.pos_octaves)  # origins and directions of both cameras

@@ -146,6 +146,9 @@ def train_multiview(scenes: Sequence[MultiViewScene], depths: Sequence[np.ndarra
     if train_config.architecture != "mvdiffusion":
         raise InvalidInputError("TrainConfig.architecture", f"is {train_config.architecture!r}",
                                 'train the multi-branch UNet with architecture "mvdiffusion"')
+    if train_config.loss != "eps":
+        raise InvalidInputError("TrainConfig.loss", f"is {train_config.loss!r}; the multi-view UNet trains with the "
+                                "eps loss only", 'use loss = "eps" for mvdiffusion')
     if model_config.uses_depth and depths is None:
         raise InvalidInputError("depths", "missing for a depth-conditioned model",
                                 "pass the depth maps of every training view, or use correspondence='homography'")

@@ -39,7 +39,7 @@ from generators.checkpoint import (ARCHITECTURES, CONFIG_FILE, EMA_FILE, MODEL_F
 from generators.distributed import ProcessGroup, end_process_group, start_process_group
 from generators.fused_update import ClippedAdamWEMA
 from generators.schedule import CosineLogSNRSchedule
-from generators.view_pairs import DevicePairBatches, ViewPairs
+from generators.view_pairs import DevicePairBatches, ViewPairs, permute_colours
 from generators.xunet import XUNetConfig
 from scenes.errors import InvalidInputError
 from scenes.scene import MultiViewScene
@@ -91,6 +91,13 @@ class TrainConfig:
     """Continue from the checkpoint in the output folder when it holds a resume state of the same model."""
     grad_accumulation: int = 1
     """Micro-batches per step (gradients summed before the update): batch 128 in the memory of batch 32 at 4."""
+    permute_colours: bool = False
+    """Permute the RGB channels of each training pair at random (both views alike; `view_pairs.permute_colours`)."""
+    loss: str = "eps"
+    """"eps": the MSE of the predicted noise (Ho et al. 2020; 3DiM). "v": the MSE of v = alpha eps - sigma x
+    (Salimans & Ho 2022), i.e. the eps MSE weighted by 1 / alpha^2 = 1 + exp(-logSNR), which weighs the noisy
+    levels, where only the conditioning view can tell the target, about e^4 = 55 times more at logSNR -4. Pair it
+    with an X-UNet whose `prediction` is "v": an eps-predicting network cannot bound its error at logSNR -20."""
 
     def __post_init__(self):
         for name in ("steps", "batch_size", "checkpoint_every", "grad_accumulation"):
@@ -109,6 +116,8 @@ class TrainConfig:
         if self.architecture not in ARCHITECTURES:
             raise InvalidInputError("TrainConfig.architecture", f"unknown architecture {self.architecture!r}",
                                     f"use one of: {', '.join(ARCHITECTURES)}")
+        if self.loss not in ("eps", "v"):
+            raise InvalidInputError("TrainConfig.loss", f"is {self.loss!r}", 'use "eps" or "v"')
         if self.precision not in ("auto", "bf16", "fp32"):
             raise InvalidInputError("TrainConfig.precision", f"is {self.precision!r}", 'use "auto", "bf16" or "fp32"')
 
@@ -175,8 +184,9 @@ def diffusion_loss(model: torch.nn.Module, batch: dict[str, torch.Tensor], sched
 
 
 def loss_on(model: torch.nn.Module, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor],
-            schedule: CosineLogSNRSchedule, rows: slice = slice(None)) -> torch.Tensor:
-    """The eps-prediction MSE of rows `rows` of `batch` with the given draws of `draw_noise` (on any device)."""
+            schedule: CosineLogSNRSchedule, rows: slice = slice(None), loss: str = "eps") -> torch.Tensor:
+    """The eps-prediction MSE of rows `rows` of `batch` with the given draws of `draw_noise` (on any device); with
+    `loss` "v" the MSE of v instead (`TrainConfig.loss`)."""
     device = batch["target_image"].device
     noise = {name: tensor[rows].to(device) for name, tensor in noise.items()}
     batch = {name: tensor[rows] for name, tensor in batch.items()}
@@ -185,6 +195,9 @@ def loss_on(model: torch.nn.Module, batch: dict[str, torch.Tensor], noise: dict[
     z_t = alpha * batch["target_image"] + sigma * noise["eps"]
     eps_hat = model(z_t, logsnr, batch["cond_image"], batch["cond_c2w"], batch["target_c2w"], batch["intrinsics"],
                     cond_mask=noise["keep"])
+    if loss == "v":  # |v - v_hat| = |eps - eps_hat| / alpha for the same z_t
+        per_example = (eps_hat.float() - noise["eps"]).square().mean(dim=(1, 2, 3))
+        return (per_example * (1.0 + torch.exp(-logsnr.float()))).mean()
     return F.mse_loss(eps_hat.float(), noise["eps"])  # fp32 loss also under bf16 autocast
 
 
@@ -264,7 +277,7 @@ class TrainingRun:
 
     def loss(self, batch: dict[str, torch.Tensor], noise: dict[str, torch.Tensor], rows: slice) -> torch.Tensor:
         """The loss of rows `rows` of the batch (view pairs here; other batch layouts override both hooks)."""
-        return loss_on(self.forward, batch, noise, self.schedule, rows)
+        return loss_on(self.forward, batch, noise, self.schedule, rows, self.config.loss)
 
     def train_step(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """One optimiser step on the global `batch` (this process trains its rows); returns the loss (no sync)."""
@@ -437,8 +450,12 @@ def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig,
         def preview_grid(step: int) -> None:
             writer.add_image("ema/cond_target_noisy_x0", _sample_grid(run, preview), step)
 
-        run_steps(run, lambda: pairs.sample(train_config.batch_size, run.data_generator), out_dir, writer, group,
-                  name=train_config.architecture, unit="images", on_checkpoint=preview_grid)
+        def draw() -> dict[str, torch.Tensor]:
+            batch = pairs.sample(train_config.batch_size, run.data_generator)
+            return permute_colours(batch, run.data_generator) if train_config.permute_colours else batch
+
+        run_steps(run, draw, out_dir, writer, group, name=train_config.architecture, unit="images",
+                  on_checkpoint=preview_grid)
         if writer is not None:
             writer.close()
     end_process_group(group)

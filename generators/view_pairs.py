@@ -101,6 +101,20 @@ class DevicePairBatches:
                 "cond_c2w": self.c2w[cond], "target_c2w": self.c2w[target], "intrinsics": self.intrinsics[target]}
 
 
+def permute_colours(batch: dict[str, torch.Tensor], generator: torch.Generator) -> dict[str, torch.Tensor]:
+    """The batch with the RGB channels of each pair permuted at random, the same permutation for both views.
+
+    A training augmentation against memorising the instances: with few training objects a model can tell the
+    instance, and so its colours, from the noisy target itself and never read the conditioning view; with the colours
+    of each pair permuted, the colours of the target come from the conditioning view. Grey (the white background)
+    stays as it is. `generator` lives on the batch's device (the draw is all its randomness)."""
+    cond = batch["cond_image"]
+    order = torch.argsort(torch.rand(cond.shape[0], 3, generator=generator, device=cond.device), dim=1)
+    index = order[:, :, None, None].expand_as(cond)  # [B, 3, S, S]
+    return {**batch, "cond_image": torch.gather(cond, 1, index),
+            "target_image": torch.gather(batch["target_image"], 1, index)}
+
+
 def _to_unit(images: torch.Tensor) -> torch.Tensor:
     """uint8 [0, 255] images -> float32 [-1, 1], same shape."""
     return images.float() / 127.5 - 1.0

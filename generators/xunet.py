@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from generators.channels_last import GroupNorm, channels_last_gradient, upsample_nearest2x
-from generators.film import FiLM, FiLMPlan, ProjectedFiLM, pose_film_inputs
+from generators.film import FiLM, FiLMPlan, ProjectedFiLM, film_inputs, pose_film_inputs
 from generators.unet_levels import blocks_in_order, build_levels, run_levels
 from scenes.cameras import camera_rays
 from scenes.errors import InvalidInputError
@@ -70,6 +70,25 @@ class XUNetConfig:
     """Noisiest logSNR of the schedule the model is trained with."""
     logsnr_max: float = 20.0
     """Cleanest logSNR of the schedule; the clean conditioning frame is embedded at this level."""
+    # The fields below came after format version 1's first checkpoints; a config.json without them loads with these
+    # defaults, which build the model those checkpoints were written from (see `ADDED_FIELDS`).
+    dir_octaves: int | None = None
+    """Octaves of the ray directions' encoding; None = `pos_octaves` (3DiM: 15 for origins, 8 for directions)."""
+    pos_emb: bool = False
+    """A learned per-pixel embedding [pose channels, H, W] added to the pose encoding of both frames after the
+    guidance mask (3DiM's `use_pos_emb`)."""
+    pose_conv: int = 1
+    """Kernel of each level's pose projection: 1 = area-resize the encoding to the level, then a 1x1 convolution;
+    3 = 3DiM's 3x3 convolution of the full-resolution encoding with stride 2^level."""
+    logsnr_dim: int | None = None
+    """Width of the sinusoidal logSNR encoding before its MLP; None = `ch` (3DiM: `emb_ch`)."""
+    init: str = "torch"
+    """Initial weights of convolutions and linear layers that do not start at zero: "torch" (PyTorch's defaults,
+    uniform with variance 1 / (3 fan_in)) or "flax" (3DiM's: truncated-normal LeCun, variance 1 / fan_in, zero
+    biases)."""
+    prediction: str = "eps"
+    """What the last convolution predicts: "eps" (the noise) or "v" (alpha eps - sigma x, Salimans & Ho 2022),
+    turned into eps = alpha v + sigma z_t before it is returned, so the model's contract stays eps."""
 
     def __post_init__(self):
         self.ch_mult = tuple(int(m) for m in self.ch_mult)
@@ -89,6 +108,16 @@ class XUNetConfig:
         if not self.logsnr_min < self.logsnr_max:
             raise InvalidInputError("XUNetConfig.logsnr_min", f"{self.logsnr_min} is not below logsnr_max "
                                     f"{self.logsnr_max}", "use e.g. -20 and 20")
+        if self.pose_conv not in (1, 3):
+            raise InvalidInputError("XUNetConfig.pose_conv", f"is {self.pose_conv}", "use 1 or 3")
+        if self.init not in ("torch", "flax"):
+            raise InvalidInputError("XUNetConfig.init", f"is {self.init!r}", 'use "torch" or "flax"')
+        if self.prediction not in ("eps", "v"):
+            raise InvalidInputError("XUNetConfig.prediction", f"is {self.prediction!r}", 'use "eps" or "v"')
+        for name in ("dir_octaves", "logsnr_dim"):
+            if getattr(self, name) is not None and getattr(self, name) < (0 if name == "dir_octaves" else 2):
+                raise InvalidInputError(f"XUNetConfig.{name}", f"is {getattr(self, name)}",
+                                        "use a positive integer or null")
         for mult in self.ch_mult:
             if (self.ch * mult) % self.num_heads != 0:
                 raise InvalidInputError("XUNetConfig.num_heads", f"{self.ch * mult} channels do not split into "
@@ -105,11 +134,15 @@ class XUNetConfig:
     def from_dict(cls, data: dict, source: str = "XUNetConfig") -> XUNetConfig:
         """Rebuild from `to_dict()` output; unknown or missing fields raise `InvalidInputError` naming `source`."""
         names = {f.name for f in fields(cls)}
-        unknown, missing = sorted(set(data) - names), sorted(names - set(data))
+        unknown, missing = sorted(set(data) - names), sorted(names - set(data) - ADDED_FIELDS)
         if unknown or missing:
             raise InvalidInputError(source, f"model config has unknown fields {unknown} and lacks {missing}",
                                     "write a config produced by XUNetConfig.to_dict()")
         return cls(**data)
+
+
+#: Fields a config.json may lack: added after checkpoints were written without them; their defaults rebuild those.
+ADDED_FIELDS = frozenset({"dir_octaves", "pos_emb", "pose_conv", "logsnr_dim", "init", "prediction"})
 
 
 #: Named configurations. "tiny" trains on a 2-core CPU in minutes at 32x32 or 64x64
@@ -119,11 +152,19 @@ class XUNetConfig:
 #: blocks per level, attention with 4 heads at the 32, 16 and 8 pixel levels, dropout 0.1); "3dim-64" is the public
 #: PyTorch port's size (ch=128) and "3dim-128" the paper's (ch=256; 454M parameters here against the paper's 471M,
 #: see `nvsc generator info` and reports/benchmarks/generator.md for where the difference comes from).
+#: The 3dim presets keep nvsc's defaults for the fields 3DiM sets otherwise (`dir_octaves`, `pos_emb`, `pose_conv`,
+#: `logsnr_dim`, `init`), so that checkpoints trained with them still load; 3DiM's values are the fields' docstrings'.
+#: "small-32" is the GPU preset for the demo's 32 px data, small enough to commit (936k parameters, 3.8 MB a weights
+#: file): tiny's width on three levels, frames mixing at every level (32, 16 and 8 pixels, as 3DiM's at 64 px), and
+#: v-prediction, to be trained with `TrainConfig.loss = "v"`. Deviations from 3DiM (eps prediction, 8 direction
+#: octaves, a learned position embedding, strided 3x3 pose convolutions) and why: reports/benchmarks/trained_model.md.
 _3DIM = dict(ch_mult=(1, 2, 2, 4), num_res_blocks=3, attn_resolutions=(8, 16, 32), num_heads=4, dropout=0.1,
              emb_ch=1024, pos_octaves=15)
 PRESETS: dict[str, XUNetConfig] = {
     "tiny": XUNetConfig(image_size=32, ch=32, ch_mult=(1, 2, 2, 2), num_res_blocks=1, attn_resolutions=(8,),
                         num_heads=4, dropout=0.0, emb_ch=64, pos_octaves=6),
+    "small-32": XUNetConfig(image_size=32, ch=32, ch_mult=(1, 1, 2), num_res_blocks=1, attn_resolutions=(32, 16, 8),
+                            num_heads=4, dropout=0.0, emb_ch=64, pos_octaves=6, prediction="v"),
     "3dim-64": XUNetConfig(image_size=64, ch=128, **_3DIM),
     "3dim-128": XUNetConfig(image_size=128, ch=256, **_3DIM),
 }
@@ -140,6 +181,18 @@ def _zero_init(module: nn.Module) -> nn.Module:
     for parameter in module.parameters():
         nn.init.zeros_(parameter)
     return module
+
+
+def _flax_init(model: nn.Module) -> None:
+    """3DiM's (flax's) default initialisation for every convolution and linear layer not initialised at zero:
+    LeCun normal weights (variance 1 / fan_in, truncated at 2 standard deviations) and zero biases."""
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)) and bool(module.weight.detach().any()):
+            # flax's truncated normal: the std of the untruncated normal, corrected for the truncation
+            std = (1.0 / module.weight[0].numel()) ** 0.5 / 0.87962566103423978
+            nn.init.trunc_normal_(module.weight, std=std, a=-2 * std, b=2 * std)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
 
 
 def logsnr_embedding(logsnr: torch.Tensor, dim: int, logsnr_min: float, logsnr_max: float) -> torch.Tensor:
@@ -257,18 +310,28 @@ class Conditioning(nn.Module):
     def __init__(self, config: XUNetConfig):
         super().__init__()
         self.config = config
-        self.logsnr_mlp = nn.Sequential(nn.Linear(config.ch, config.emb_ch), nn.SiLU(),
+        self.logsnr_dim = config.ch if config.logsnr_dim is None else config.logsnr_dim
+        self.dir_octaves = config.pos_octaves if config.dir_octaves is None else config.dir_octaves
+        self.logsnr_mlp = nn.Sequential(nn.Linear(self.logsnr_dim, config.emb_ch), nn.SiLU(),
                                         nn.Linear(config.emb_ch, config.emb_ch))
-        pose_dim = 2 * (3 + 6 * config.pos_octaves)  # encoded origins and directions
+        pose_dim = (3 + 6 * config.pos_octaves) + (3 + 6 * self.dir_octaves)  # encoded origins and directions
         self.frame_emb = nn.Parameter(torch.randn(2, pose_dim) / math.sqrt(pose_dim))
-        self.pose_proj = nn.ModuleList(nn.Conv2d(pose_dim, config.emb_ch, 1) for _ in config.ch_mult)
+        if config.pose_conv == 1:
+            self.pose_proj = nn.ModuleList(nn.Conv2d(pose_dim, config.emb_ch, 1) for _ in config.ch_mult)
+        else:  # 3DiM: a 3x3 convolution with stride 2^level of the full-resolution encoding, per level
+            self.pose_proj = nn.ModuleList(nn.Conv2d(pose_dim, config.emb_ch, 3, stride=2 ** level, padding=1)
+                                           for level in range(len(config.ch_mult)))
+        if config.pos_emb:  # 3DiM's normal(1 / sqrt(D)) init, as the frame embedding's
+            size = config.image_size
+            self.pos_emb = nn.Parameter(torch.randn(pose_dim, size, size) / math.sqrt(pose_dim))
 
     def forward(self, logsnr: torch.Tensor, cond_c2w: torch.Tensor, target_c2w: torch.Tensor,
                 intrinsics: torch.Tensor, cond_mask: torch.Tensor, height: int, width: int) -> list[torch.Tensor]:
         """FiLM's input per level i: SiLU(logSNR embedding + pose embedding) [B * 2, E, H / 2^i, W / 2^i]."""
         config, batch = self.config, logsnr.shape[0]
         frame_logsnr = torch.cat([torch.full_like(logsnr, config.logsnr_max), logsnr])
-        logsnr_emb = self.logsnr_mlp(logsnr_embedding(frame_logsnr, config.ch, config.logsnr_min, config.logsnr_max))
+        logsnr_emb = self.logsnr_mlp(logsnr_embedding(frame_logsnr, self.logsnr_dim, config.logsnr_min,
+                                                      config.logsnr_max))
 
         # Rays are built in torch on the model's device: no NumPy, no host round trip per forward pass.
         device = logsnr.device
@@ -276,12 +339,18 @@ class Conditioning(nn.Module):
         intrinsics = intrinsics.to(device, torch.float32).expand(batch, 4).repeat(2, 1)
         origins, directions = camera_rays(c2w, intrinsics, height, width)  # [B * 2, H, W, 3]
         pose = torch.cat([nerf_positional_encoding(origins, config.pos_octaves),
-                          nerf_positional_encoding(directions, config.pos_octaves)], dim=-1).permute(0, 3, 1, 2)
+                          nerf_positional_encoding(directions, self.dir_octaves)], dim=-1).permute(0, 3, 1, 2)
         pose = pose * cond_mask.repeat(2)[:, None, None, None]
-        # Each level's pose embedding projects the encoding area-resized to it (anti-aliases the high octaves) plus
-        # the frame's learned embedding.
-        return pose_film_inputs(logsnr_emb, pose, self.pose_proj,
-                                pose_offsets=self.frame_emb.repeat_interleave(batch, dim=0))
+        if config.pos_emb:  # after the mask, as 3DiM: the unconditional model still knows where a pixel is
+            pose = pose + self.pos_emb.to(pose.dtype)
+        offsets = self.frame_emb.repeat_interleave(batch, dim=0)  # [B * 2, P]
+        if config.pose_conv == 1:
+            # Each level's pose embedding projects the encoding area-resized to it (anti-aliases the high octaves)
+            # plus the frame's learned embedding.
+            return pose_film_inputs(logsnr_emb, pose, self.pose_proj, pose_offsets=offsets)
+        # A 3x3 convolution's zero padding makes a constant offset non-constant at the borders: add it to the pixels.
+        pose = pose + offsets[:, :, None, None]
+        return film_inputs([logsnr_emb] * len(self.pose_proj), [projection(pose) for projection in self.pose_proj])
 
 
 def _target_rows(x: torch.Tensor) -> torch.Tensor:
@@ -316,6 +385,8 @@ class XUNet(nn.Module):
         self._film_plan = FiLMPlan(blocks_in_order(self), split_after=last_mixing)
         self.norm_out = _group_norm(channels)
         self.conv_out = _zero_init(nn.Conv2d(channels, 3, 3, padding=1))
+        if config.init == "flax":
+            _flax_init(self)
 
     def _keep_target_frame(self, index: int, h: torch.Tensor, skips: list, films: list) -> tuple:
         """After the last up block that mixes frames, keep only the target frame (the second half of the rows) from
@@ -340,4 +411,9 @@ class XUNet(nn.Module):
 
         h = torch.cat([cond_image * cond_mask[:, None, None, None], z_t])  # [B * 2, 3, H, W]
         h = run_levels(self, self.conv_in(h), [films] * len(emb_acts), after_up_block=self._keep_target_frame)
-        return self.conv_out(F.silu(self.norm_out(h)))  # [B, 3, H, W]
+        out = self.conv_out(F.silu(self.norm_out(h)))  # [B, 3, H, W]
+        if self.config.prediction == "v":
+            # eps = alpha v + sigma z_t (z_t = alpha x + sigma eps, v = alpha eps - sigma x, alpha^2 + sigma^2 = 1)
+            logsnr = logsnr.to(z_t.device, torch.float32)[:, None, None, None]
+            out = torch.sigmoid(logsnr).sqrt() * out.float() + torch.sigmoid(-logsnr).sqrt() * z_t.float()
+        return out

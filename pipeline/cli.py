@@ -251,6 +251,9 @@ def generator(argv: list[str]) -> int:
     train.add_argument("--lr", type=float, default=1e-4)
     train.add_argument("--warmup-steps", type=int, default=10_000)
     train.add_argument("--checkpoint-every", type=int, default=1000)
+    train.add_argument("--loss", default="eps", choices=["eps", "v"],
+                       help="eps or v MSE (TrainConfig.loss; v wants a preset that predicts v, e.g. small-32).")
+    train.add_argument("--ema-decay", type=float, default=0.999)
     train.add_argument("--compile", action="store_true", help="torch.compile the model (faster after minutes).")
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--device", default="auto")
@@ -279,7 +282,8 @@ def generator(argv: list[str]) -> int:
     train_config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
                                seed=args.seed, device=args.device, architecture=args.architecture,
-                               compile=args.compile, grad_accumulation=args.grad_accumulation)
+                               compile=args.compile, grad_accumulation=args.grad_accumulation, loss=args.loss,
+                               ema_decay=args.ema_decay)
     paths = list_srn_instances(args.data, "train")
     scenes = [read_srn_instance(path, image_size=model_config.image_size) for path in paths]
     if args.architecture == "mvdiffusion":  # groups of num_views views; --batch-size counts groups

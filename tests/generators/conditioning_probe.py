@@ -71,7 +71,7 @@ from generators.schedule import CosineLogSNRSchedule
 from scenes.cameras import look_at
 
 #: logSNR levels of the measurement: mid noise, where the conditioning view should matter most.
-LEVELS = (-4.0, -2.0, 0.0, 2.0)
+LEVELS = (-8.0, -4.0, -2.0, 0.0)
 
 
 def smooth_images(count: int, size: int, generator: torch.Generator, coarse: int) -> torch.Tensor:
@@ -103,7 +103,7 @@ def x0_errors(model: torch.nn.Module, batch: dict[str, torch.Tensor], levels=LEV
     model.eval()
     generator = torch.Generator().manual_seed(seed)
     target = batch["target_image"]
-    wrong = torch.roll(batch["cond_image"], 1, dims=0)
+    wrong = batch["wrong_image"] if "wrong_image" in batch else torch.roll(batch["cond_image"], 1, dims=0)
     rows = []
     for level in levels:
         eps = torch.randn(target.shape, generator=generator).to(target.device)
@@ -119,20 +119,40 @@ def x0_errors(model: torch.nn.Module, batch: dict[str, torch.Tensor], levels=LEV
     return rows
 
 
-def dataset_batches(root: str, size: int, device: torch.device):
-    """(training pair sampler, a probe batch of 32 pairs of the val/test scenes) of an SRN-layout dataset; the probe's
-    wrong view (`torch.roll` over the batch) is then another scene's view."""
+def probe_batch(scenes, size: int, per_scene: int, device: torch.device, seed: int = 0) -> dict[str, torch.Tensor]:
+    """`per_scene` random pairs (conditioning view, another target view) of every scene, in the layout of
+    `generators.view_pairs`, plus "wrong_image": a view of the next scene (never the pair's own scene)."""
+    from generators.view_pairs import ViewPairs
+
+    pairs = ViewPairs(scenes, size)
+    rng = np.random.default_rng(seed)
+    items, wrong = [], []
+    for scene, images in enumerate(pairs.images):
+        other = pairs.images[(scene + 1) % len(pairs.images)]
+        for _ in range(per_scene):
+            cond, target = rng.choice(len(images), 2, replace=False)
+            items.append({"cond_image": images[cond], "target_image": images[target],
+                          "cond_c2w": pairs.c2w[scene][cond], "target_c2w": pairs.c2w[scene][target],
+                          "intrinsics": pairs.intrinsics[scene]})
+            wrong.append(other[rng.integers(len(other))])
+    batch = {name: torch.stack([item[name] for item in items]).float().to(device) for name in items[0]}
+    batch["wrong_image"] = torch.stack(wrong).float().to(device)
+    return batch
+
+
+def dataset_batches(root: str, size: int, device: torch.device, per_scene: int = 8):
+    """(training pair sampler, a probe batch of the val/test scenes, a probe batch of the train scenes) of an
+    SRN-layout dataset: `probe_batch` of every held-out scene and of 48 train scenes at most (wrong view: another
+    scene's). The held-out probe measures what the demo needs, the train probe whether the view is read at all."""
     from generators.view_pairs import DevicePairBatches, ViewPairs
     from scenes.srn import list_srn_instances, read_srn_instance
 
-    train = DevicePairBatches(ViewPairs([read_srn_instance(f) for f in list_srn_instances(root, "train")], size),
-                              device)
+    scenes = [read_srn_instance(f) for f in list_srn_instances(root, "train")]
+    train = DevicePairBatches(ViewPairs(scenes, size), device)
     held = [read_srn_instance(f) for split in ("val", "test") for f in list_srn_instances(root, split)]
-    probe = DevicePairBatches(ViewPairs(held, size), device)
-    index = torch.arange(32) * probe.num_pairs // 32  # spread over the held-out scenes, scene after scene
-    batch = probe.sample(probe.num_pairs, torch.Generator(device).manual_seed(0))  # all pairs, shuffled
-    order = torch.randperm(probe.num_pairs, generator=torch.Generator().manual_seed(0))
-    return train, {name: tensor[order][index.sort().values] for name, tensor in batch.items()}
+    step = max(1, len(scenes) // 48)
+    return (train, probe_batch(held, size, per_scene, device),
+            probe_batch(scenes[::step][:48], size, max(1, 48 // len(scenes[::step][:48])), device, seed=1))
 
 
 def _apply_variant(run, variant: str) -> None:
@@ -145,6 +165,10 @@ def _apply_variant(run, variant: str) -> None:
             if isinstance(module, ResnetBlock) and variant == "no_zero_init":
                 module.conv2.reset_parameters()
         run.ema.load_state_dict(run.model.state_dict())
+
+
+def _cells(model: torch.nn.Module, probe: dict[str, torch.Tensor]) -> str:
+    return " ".join(f"L{level:+.0f} {right:.4f}/{wrong:.4f}" for level, right, wrong in x0_errors(model, probe))
 
 
 def main() -> None:
@@ -160,7 +184,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=16)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--warmup", type=int, default=50)
+    parser.add_argument("--loss", default="eps", choices=["eps", "v"], help="TrainConfig.loss")
+    parser.add_argument("--permute-colours", action="store_true", help="TrainConfig.permute_colours")
     parser.add_argument("--eval-every", type=int, default=100)
+    parser.add_argument("--time-budget", type=float, default=0, help="stop after this many seconds (0 = no limit)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--set", action="append", default=[], help="XUNetConfig field=python literal")
     parser.add_argument("--data", default=None, help="an SRN-layout dataset: its view pairs instead of the copy task")
@@ -170,6 +197,15 @@ def main() -> None:
     parser.add_argument("--compile", action="store_true", help="torch.compile the training step (CUDA graphs on CUDA)")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.checkpoint:
+        from generators.checkpoint import load_checkpoint
+        model, config = load_checkpoint(args.checkpoint, torch.device(args.device), use_ema=True)
+        _, held, seen = dataset_batches(args.data, config.image_size, torch.device(args.device))
+        for name, probe in (("held-out scenes", held), ("train scenes", seen)):
+            for level, right, wrong in x0_errors(model, probe):
+                print(f"{args.checkpoint} EMA, {name}: logSNR {level:+.0f}: x0 MSE right view {right:.4f}, another "
+                      f"scene's {wrong:.4f}, ratio {right / wrong:.3f}")
+        return
     if args.preset == "micro":
         from tests.generators.micro_model import MICRO as config
     else:
@@ -181,34 +217,40 @@ def main() -> None:
     config = dataclasses.replace(config, **changes)
     device = torch.device(args.device)
     train = TrainConfig(steps=args.steps, batch_size=args.batch, lr=args.lr, warmup_steps=args.warmup,
-                        device=args.device, architecture=args.arch, seed=args.seed, compile=args.compile)
-    if args.checkpoint:
-        from generators.checkpoint import load_checkpoint
-        model, config = load_checkpoint(args.checkpoint, torch.device("cpu"), use_ema=True)
-        _, probe = dataset_batches(args.data, config.image_size, torch.device("cpu"))
-        for level, right, wrong in x0_errors(model, probe):
-            print(f"{args.checkpoint}: logSNR {level:+.0f}: x0 MSE right view {right:.4f}, another scene's {wrong:.4f}")
-        return
+                        device=args.device, architecture=args.arch, seed=args.seed, compile=args.compile,
+                        loss=args.loss)
     run = TrainingRun(config, train, device)
     _apply_variant(run, args.variant)
-    data = torch.Generator().manual_seed(args.seed + 10)
+    data = torch.Generator(device).manual_seed(args.seed + 10)
+    seen = None
     if args.data:
-        pairs, probe = dataset_batches(args.data, args.size, device)
-        draw = lambda: pairs.sample(args.batch, data)  # noqa: E731
+        pairs, probe, seen = dataset_batches(args.data, args.size, device)
+        from generators.view_pairs import permute_colours
+        draw = lambda: (permute_colours(pairs.sample(args.batch, data), data) if args.permute_colours  # noqa: E731
+                        else pairs.sample(args.batch, data))
     else:
+        data = torch.Generator().manual_seed(args.seed + 10)
         on_device = lambda batch: {k: v.to(device) for k, v in batch.items()}  # noqa: E731
         probe = on_device(copy_batch(32, args.size, torch.Generator().manual_seed(999), args.coarse))
         draw = lambda: on_device(copy_batch(args.batch, args.size, data, args.coarse))  # noqa: E731
     print(f"# {args.arch} {args.preset} {changes} variant={args.variant} parameters={run.parameter_count()} "
-          f"lr={args.lr} batch={args.batch}")
-    start, losses = time.perf_counter(), []
+          f"lr={args.lr} batch={args.batch} loss={args.loss} "
+          f"permute_colours={args.permute_colours}", flush=True)
+    start, losses, step = time.perf_counter(), [], 0
     for step in range(1, args.steps + 1):
-        losses.append(run.train_step(draw()).item())
-        if step % args.eval_every == 0 or step == args.steps:
-            cells = " ".join(f"L{level:+.0f} {right:.4f}/{wrong:.4f}"
-                             for level, right, wrong in x0_errors(run.model, probe))
-            print(f"step {step} loss {np.mean(losses[-args.eval_every:]):.4f} x0 MSE right/wrong view: {cells} "
+        losses.append(run.train_step(draw()))
+        over = args.time_budget and time.perf_counter() - start > args.time_budget
+        if step % args.eval_every == 0 or step == args.steps or over:
+            loss = torch.stack(losses[-args.eval_every:]).mean().item()
+            train_cells = f" | train scenes {_cells(run.model, seen)}" if seen is not None else ""
+            print(f"step {step} loss {loss:.4f} x0 MSE right/wrong view: {_cells(run.model, probe)}{train_cells} "
                   f"({time.perf_counter() - start:.0f} s)", flush=True)
+            losses = losses[-args.eval_every:]
+        if over:
+            break
+    train_cells = f" | train scenes {_cells(run.ema, seen)}" if seen is not None else ""
+    print(f"final EMA step {step}: {_cells(run.ema, probe)}{train_cells} ({time.perf_counter() - start:.0f} s, "
+          f"{step / (time.perf_counter() - start):.1f} steps/s)", flush=True)
 
 
 if __name__ == "__main__":

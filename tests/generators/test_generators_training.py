@@ -156,3 +156,44 @@ def test_resuming_into_a_folder_of_another_model_is_refused(tmp_path):
     with pytest.raises(InvalidInputError, match="config.json"):
         train_generator(make_scenes(1, 3, 8), dataclasses.replace(MICRO, ch=16), dataclasses.replace(config, steps=4),
                         tmp_path / "ckpt")
+
+
+def test_permute_colours_permutes_both_views_of_a_pair_alike_and_keeps_grey():
+    from generators.view_pairs import permute_colours
+
+    generator = torch.Generator().manual_seed(0)
+    batch = {"cond_image": torch.rand(16, 3, 4, 4), "target_image": torch.rand(16, 3, 4, 4),
+             "cond_c2w": torch.eye(4).expand(16, 4, 4)}
+    batch["cond_image"][:, :, 0, 0] = 1.0  # a white pixel
+    out = permute_colours(batch, generator)
+    assert out["cond_c2w"] is batch["cond_c2w"]
+    orders = set()
+    for i in range(16):
+        order = [int((batch["cond_image"][i] - out["cond_image"][i, c]).abs().flatten(1).sum(1).argmin())
+                 for c in range(3)]
+        assert sorted(order) == [0, 1, 2]
+        torch.testing.assert_close(out["target_image"][i], batch["target_image"][i, order])
+        orders.add(tuple(order))
+    assert len(orders) > 1 and (out["cond_image"][:, :, 0, 0] == 1.0).all()
+
+
+def test_the_v_loss_is_the_eps_mse_weighted_by_one_over_alpha_squared():
+    from generators.training import loss_on
+
+    schedule = CosineLogSNRSchedule()
+    generator = torch.Generator().manual_seed(0)
+    batch = {"target_image": torch.rand(4, 3, 8, 8) * 2 - 1, "cond_image": torch.rand(4, 3, 8, 8),
+             "cond_c2w": torch.eye(4).expand(4, 4, 4), "target_c2w": torch.eye(4).expand(4, 4, 4),
+             "intrinsics": torch.tensor([8.0, 8.0, 4.0, 4.0]).expand(4, 4)}
+    noise = {"t": torch.tensor([0.1, 0.4, 0.6, 0.9]), "eps": torch.randn(4, 3, 8, 8, generator=generator),
+             "keep": torch.ones(4)}
+    eps_hat = torch.randn(4, 3, 8, 8, generator=generator)
+    model = lambda z, *args, **kwargs: eps_hat  # noqa: E731
+    logsnr = schedule.logsnr(noise["t"])
+    alpha, sigma = (s[:, None, None, None] for s in schedule.alpha_sigma(logsnr))
+    z = alpha * batch["target_image"] + sigma * noise["eps"]
+    v = alpha * noise["eps"] - sigma * batch["target_image"]
+    x0_hat = (z - sigma * eps_hat) / alpha
+    v_hat = alpha * eps_hat - sigma * x0_hat
+    torch.testing.assert_close(loss_on(model, batch, noise, schedule, loss="v"), ((v - v_hat) ** 2).mean())
+    torch.testing.assert_close(loss_on(model, batch, noise, schedule), ((noise["eps"] - eps_hat) ** 2).mean())

@@ -10,7 +10,7 @@ from generators.denoiser import Denoiser
 from tests.generators.micro_model import MICRO
 from generators.film import FiLMPlan
 from generators.unet_levels import blocks_in_order, run_levels
-from generators.xunet import PRESETS, XUNet, XUNetConfig, nerf_positional_encoding
+from generators.xunet import ADDED_FIELDS, PRESETS, XUNet, XUNetConfig, nerf_positional_encoding
 from scenes.cameras import look_at
 from scenes.errors import InvalidInputError
 
@@ -301,3 +301,63 @@ def test_concat_unet_has_no_cross_frame_attention_and_stacks_six_input_channels(
     assert model.conv_in.in_channels == 6
     assert not any(getattr(m, "cross", False) for m in model.modules())
     assert any(getattr(m, "cross", False) for m in XUNet(MICRO).modules())
+
+
+def test_configs_written_before_the_added_fields_load_as_the_model_they_were():
+    data = {name: value for name, value in MICRO.to_dict().items() if name not in ADDED_FIELDS}
+    assert XUNetConfig.from_dict(data) == MICRO
+    torch.manual_seed(0)
+    names = {name: tensor.shape for name, tensor in XUNet(XUNetConfig.from_dict(data)).state_dict().items()}
+    assert "conditioning.pos_emb" not in names and names["conditioning.pose_proj.0.weight"][-1] == 1
+    with pytest.raises(InvalidInputError, match="lacks"):
+        XUNetConfig.from_dict({name: value for name, value in data.items() if name != "ch"})
+
+
+@pytest.mark.parametrize("changes, field", [({"pose_conv": 2}, "pose_conv"), ({"init": "jax"}, "init"),
+                                            ({"prediction": "x0"}, "prediction"), ({"logsnr_dim": 0}, "logsnr_dim")])
+def test_invalid_added_fields_are_rejected(changes, field):
+    with pytest.raises(InvalidInputError, match=field):
+        dataclasses.replace(MICRO, **changes)
+
+
+def test_3dim_conditioning_options_keep_the_contract_and_use_the_poses():
+    config = dataclasses.replace(MICRO, pos_emb=True, pose_conv=3, pos_octaves=3, dir_octaves=2, logsnr_dim=6)
+    model = randomised(config)
+    shapes = {name: tensor.shape for name, tensor in model.state_dict().items()}
+    pose_dim = (3 + 6 * 3) + (3 + 6 * 2)
+    assert shapes["conditioning.pos_emb"] == (pose_dim, 8, 8)
+    assert shapes["conditioning.pose_proj.1.weight"] == (MICRO.emb_ch, pose_dim, 3, 3)
+    assert shapes["conditioning.logsnr_mlp.0.weight"] == (MICRO.emb_ch, 6)
+    z, logsnr, cond, cond_c2w, target_c2w, intrinsics = inputs(2, 8)
+    out = model(z, logsnr, cond, cond_c2w, target_c2w, intrinsics)
+    assert out.shape == z.shape and torch.isfinite(out).all()
+    moved = model(z, logsnr, cond, cond_c2w, c2w_at((0.0, 3.0, 1.0), (3.0, 0.5, 1.0)), intrinsics)
+    assert not torch.allclose(out, moved)
+    # The unconditional prediction still ignores the conditioning image and both poses.
+    mask = torch.zeros(2)
+    plain = model(z, logsnr, cond, cond_c2w, target_c2w, intrinsics, cond_mask=mask)
+    other = model(z, logsnr, -cond, c2w_at((1.0, 2.0, 2.0), (0.0, -3.0, 1.0)), c2w_at((0.0, 3.0, 1.0), (3.0, 0.5, 1.0)),
+                  intrinsics, cond_mask=mask)
+    torch.testing.assert_close(plain, other)
+
+
+def test_v_prediction_returns_eps_as_alpha_v_plus_sigma_z():
+    torch.manual_seed(0)
+    model = XUNet(dataclasses.replace(MICRO, prediction="v")).eval()  # fresh: the output convolution is zero, v = 0
+    z, logsnr, cond, cond_c2w, target_c2w, intrinsics = inputs(2, 8)
+    sigma = torch.sigmoid(-logsnr).sqrt()[:, None, None, None]
+    torch.testing.assert_close(model(z, logsnr, cond, cond_c2w, target_c2w, intrinsics), sigma * z)
+    eps_model = randomised(MICRO)
+    v_model = randomised(dataclasses.replace(MICRO, prediction="v"))
+    v = eps_model(z, logsnr, cond, cond_c2w, target_c2w, intrinsics)  # the same network read as a v prediction
+    alpha = torch.sigmoid(logsnr).sqrt()[:, None, None, None]
+    torch.testing.assert_close(v_model(z, logsnr, cond, cond_c2w, target_c2w, intrinsics), alpha * v + sigma * z)
+
+
+def test_flax_init_draws_lecun_normal_weights_and_zero_biases_and_keeps_the_zero_inits():
+    torch.manual_seed(0)
+    model = XUNet(dataclasses.replace(PRESETS["tiny"], init="flax"))
+    conv = model.down_blocks[0][0].resnet.conv1
+    assert conv.weight.std().item() == pytest.approx(conv.weight[0].numel() ** -0.5, rel=0.05)
+    assert not conv.bias.any()
+    assert not model.conv_out.weight.any() and not model.down_blocks[0][0].resnet.conv2.weight.any()
