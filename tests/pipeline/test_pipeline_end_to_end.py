@@ -42,7 +42,7 @@ def test_report_has_its_rows_with_numbers_from_the_run(tiny_pipeline):
     # the distilled NeRF's fidelity to the real views; the models are checked against both.
     blank = next(line for line in controls.splitlines() if line.startswith("blank:"))
     assert "exposed by distilled_psnr" in blank and "it games consistency_psnr" in blank, blank
-    assert summary.loc["blank", "consistency_psnr"] == 40.0  # the cap, not 151 dB
+    assert summary.loc["blank", "consistency_psnr"] <= 40.0  # capped (a long fit reaches the cap, not 151 dB)
     assert any(line.startswith("other_scene: exposed by") for line in controls.splitlines())
     assert any(line.startswith(("FLAG xunet/stochastic", "xunet/stochastic: beats")) for line in controls.splitlines())
     assert {"distilled_ssim", "geometry_iou", "geometry_chamfer", "fidelity_sharpness"} <= set(summary.columns)
