@@ -53,7 +53,13 @@ another scene's) is much harder than copying. The demo's checkpoint (`tiny`, 400
 logSNR -4 .2833/.2836, -2 .1173/.1173. `tiny` trained on it at lr 2e-3: logSNR -4 .458/.458 at step 200,
 .262/.263 at 800, .259/.263 at 1400, .261/.261 at 1600; logSNR -2 .118/.118 at 800, .118/.120 at 1400, .113/.114
 at 1600: still on the plateau after 4x the demo's steps. The concat-UNet on the same data: logSNR -4 .489/.505 at
-step 200, .327/.338 at 400 (logSNR -2 .137/.141).
+step 200, .327/.338 at 400 (logSNR -2 .137/.141). (Those numbers are of the probe before the wrong view was always
+another scene's: `torch.roll` over the shuffled batch gave a view of the same scene for about one pair in six.)
+
+On the GPU the real task leaves the plateau (reports/benchmarks/trained_model.md, H100, batch 128, lr 2e-3, held-out
+scenes, EMA): `tiny` unchanged logSNR -4 .2050/.2547 after 900 steps (ratio 0.80; raw weights 0.90 at step 500);
+with v-prediction and the v loss (`--loss v --set prediction='v'`) .1720/.2945 after 571 (0.58; 0.62 at step 500).
+At batch 16 on the CPU both stay at 1.000 after 800 steps, with or without `--permute-colours`.
 """
 
 from __future__ import annotations

@@ -361,3 +361,29 @@ def test_flax_init_draws_lecun_normal_weights_and_zero_biases_and_keeps_the_zero
     assert conv.weight.std().item() == pytest.approx(conv.weight[0].numel() ** -0.5, rel=0.05)
     assert not conv.bias.any()
     assert not model.conv_out.weight.any() and not model.down_blocks[0][0].resnet.conv2.weight.any()
+
+
+def test_a_checkpoint_whose_config_lacks_the_added_fields_loads(tmp_path):
+    import json
+
+    from generators.checkpoint import load_checkpoint, save_checkpoint
+
+    model = randomised(MICRO)
+    save_checkpoint(tmp_path / "old", model, model, MICRO, step=1)
+    path = tmp_path / "old" / "config.json"
+    config = json.loads(path.read_text())
+    config["model"] = {name: value for name, value in config["model"].items() if name not in ADDED_FIELDS}
+    path.write_text(json.dumps(config))
+    loaded, loaded_config = load_checkpoint(tmp_path / "old")
+    assert loaded_config == MICRO
+    z, logsnr, cond, cond_c2w, target_c2w, intrinsics = inputs(2, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(z, logsnr, cond, cond_c2w, target_c2w, intrinsics),
+                                   model(z, logsnr, cond, cond_c2w, target_c2w, intrinsics))
+
+
+def test_concat_unet_refuses_the_x_unet_only_fields():
+    from generators.concat_unet import ConcatUNet
+
+    with pytest.raises(InvalidInputError, match="only the X-UNet"):
+        ConcatUNet(dataclasses.replace(MICRO, prediction="v"))
