@@ -15,7 +15,7 @@ from tests.reports.chromium_probe import CHROMIUM, images_in_chromium
 
 pytestmark = pytest.mark.slow
 
-ROWS = ["ground_truth", "noise", "xunet/stochastic", "xunet/naive"]
+ROWS = ["ground_truth", "noise", "blank", "other_scene", "xunet/stochastic", "xunet/naive"]  # tiny.cfg's methods
 
 
 def build_report_folder(runner):
