@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from reports.tables import CONTROLS, FLAG_MARK, higher_is_better, parse_method, score_name, wide
+from scenes.errors import InvalidInputError
 
 #: The degenerate controls of `generators.controls` (reports does not import generators; a test keeps them equal).
 DEGENERATE = ("blur_0.5", "blur_1", "blur_2", "blank", "input_copied", "repeated_view", "other_scene")
@@ -65,7 +66,7 @@ def _score_columns(means: pd.DataFrame) -> list[str]:
     for column in means.columns:
         try:
             higher_is_better(column)
-        except Exception:  # noqa: BLE001 - a column without a direction is no score to compare
+        except InvalidInputError:  # a column without a direction is no score to compare
             continue
         columns.append(column)
     return columns
