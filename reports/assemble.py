@@ -445,8 +445,13 @@ def _tsed_curve(runs: list[RunResults], labels: dict[tuple[str, str], str], orde
 
 def _noise_floor(runs: list[RunResults], labels: dict[tuple[str, str], str], folder: Path) -> list[str]:
     """`noise_floor.csv` and its sentences, from the runs' per-seed NeRF scores (none: no lines)."""
-    parts = [pd.read_csv(path).assign(method=lambda t, run=run: [labels.get((run.label, m), m) for m in t["method"]])
-             for run in runs for path in run.fit_seed_csvs if Path(path).is_file()]
+    parts = []
+    for run in runs:
+        for path in run.fit_seed_csvs:
+            if not Path(path).is_file():
+                continue
+            table = pd.read_csv(path)
+            parts.append(table.assign(method=[labels.get((run.label, m), m) for m in table["method"]]))
     if not parts:
         return []
     floor = noise_floor(pd.concat(parts, ignore_index=True))
@@ -487,7 +492,8 @@ def build_report(runs: list[RunResults], folder: Path, config: ReportConfig | No
     long = summarize(tidy, set_scores, order, config.bootstrap_resamples, config.seed, config.confidence)
     degeneracy = degeneracy_check(long)
     privileged = {labels[(run.label, r.method)]: r.privileged for run in runs for r in run.results if r.privileged}
-    not_candidates = (*CONTROLS, *(parse_method(label).base for label in privileged))  # never bold: they pin the range, or solve another task
+    # Never bold: controls pin the range; a method that reads more than the input view solves another task.
+    not_candidates = (*CONTROLS, *(parse_method(label).base for label in privileged))
     write_tables(tidy, long, folder, set_scores, resamples=config.bootstrap_resamples, confidence=config.confidence,
                  flagged=degeneracy.flagged, controls=not_candidates)
     weights = {labels[(run.label, r.method)]: r.guidance_weight for run in runs for r in run.results

@@ -11,8 +11,9 @@ degenerate control does worse. The check writes, per run:
 - that the ground truth beats every degenerate control on the scores that measure 3D consistency and fidelity
   together (`JOINT_SCORES`: the distilled NeRF's SSIM and LPIPS against the real views); `distilled_psnr` is
   reported with its known weakness (it rewards slight blur, like every mean-squared-error score);
-- for each method, every score (but the diagnostic sharpness) on which a degenerate control beats or ties it: that cell is flagged in the
-  tables (`FLAG_MARK`) and in `controls.txt`, since the score alone cannot show the method is better than it;
+- for each method, every score (but the diagnostic sharpness) on which a degenerate control beats or ties it:
+  that cell is flagged in the tables (`FLAG_MARK`) and in `controls.txt`, since the score alone cannot show the
+  method is better than it;
 - the sharpness-matched reference: the consistency of the ground truth blurred to the method's own sharpness
   (interpolated between the blurred-truth controls), and the method's margin over it.
 
@@ -28,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from reports.tables import CONTROLS, FLAG_MARK, higher_is_better, parse_method, score_name, wide
+from reports.tables import CONTROLS, FLAG_MARK, PSNR_CAP_DB, higher_is_better, parse_method, score_name, wide
 from scenes.errors import InvalidInputError
 
 #: The degenerate controls of `generators.controls` (reports does not import generators; a test keeps them equal).
@@ -43,7 +44,7 @@ JOINT_SCORES = ("distilled_ssim", "distilled_lpips")
 #: better a model; a method is not flagged on these.
 DIAGNOSTIC_SCORES = ("fidelity_sharpness",)
 #: The ground truth's fidelity to itself, by score (it has no fidelity rows).
-IDEAL_FIDELITY = {"psnr": 40.0, "ssim": 1.0, "lpips": 0.0, "sharpness": 1.0, "fid": 0.0, "kid": 0.0}
+IDEAL_FIDELITY = {"psnr": PSNR_CAP_DB, "ssim": 1.0, "lpips": 0.0, "sharpness": 1.0, "fid": 0.0, "kid": 0.0}
 #: Consistency scores given a sharpness-matched reference.
 MATCHED_SCORES = ("consistency_psnr", "consistency_ssim")
 
@@ -183,8 +184,9 @@ def _check_run(means: pd.DataFrame, rows: dict[str, str], where: str, report: De
     for metric in MATCHED_SCORES:
         if metric not in means.columns:
             continue
+        blurred = [rows[b] for b in BLURRED if b in rows]
         points = [(1.0, _value(means, truth, metric))] + [
-            (_value(means, rows[b], "fidelity_sharpness"), _value(means, rows[b], metric)) for b in BLURRED if b in rows]
+            (_value(means, row, "fidelity_sharpness"), _value(means, row, metric)) for row in blurred]
         for method in methods:
             sharp = _value(means, method, "fidelity_sharpness")
             reference, how = sharpness_matched_reference(points, sharp)

@@ -2,7 +2,8 @@
 per-scene means the pipeline records.
 
 Images arrive as numpy arrays [N, H, W, 3] float in [0, 1] (the layout of `scenes.MultiViewScene.images`).
-PSNR is computed in float64 and capped at `PSNR_CAP_DB`. SSIM is computed in float32: its grouped convolution has no fast float64 path on
+PSNR is computed in float64 and capped at `PSNR_CAP_DB`. SSIM is computed in float32: its grouped convolution
+has no fast float64 path on
 CPU (16x slower at 100 views of 64 x 64), and float32 agrees with skimage's float64 SSIM to 3e-7.
 """
 
@@ -16,6 +17,7 @@ import torch
 from torchmetrics.functional.image import peak_signal_noise_ratio, structural_similarity_index_measure
 from torchmetrics.image import PeakSignalNoiseRatio, StructuralSimilarityIndexMeasure
 
+from reports.tables import PSNR_CAP_DB
 from scenes.errors import InvalidInputError
 
 #: Standard deviation of the SSIM Gaussian window (Wang et al. 2004, Sec. III-C).
@@ -23,10 +25,6 @@ SSIM_SIGMA = 1.5
 #: Width of the SSIM Gaussian window: torchmetrics and skimage both truncate the Gaussian at 3.5 sigma,
 #: which gives 2 * int(3.5 * 1.5 + 0.5) + 1 = 11 pixels for sigma 1.5.
 SSIM_KERNEL_SIZE = 11
-#: Every PSNR nvsc reports is capped here. Above it two views differ by less than a fortieth of a grey level on
-#: average, invisible; uncapped, identical views give +inf and one blank scene (a NeRF reproduces white views
-#: exactly: 151 dB measured) outweighs every other scene of a mean.
-PSNR_CAP_DB = 40.0
 
 
 def psnr(predictions: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

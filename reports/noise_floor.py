@@ -34,7 +34,8 @@ def fit_seed_scores(views: MultiViewScene, truth: MultiViewScene, renders: dict[
         real = truth.images[[truth.names.index(name) for name in render.names]]
         for kind, targets in (("consistency", own), ("distilled", real)):
             scores = per_view_scores(render.images, targets)
-            rows += [(method, scene, seed, f"{kind}_{score}", float(scores[score].mean())) for score in ("psnr", "ssim")]
+            rows += [(method, scene, seed, f"{kind}_{score}", float(scores[score].mean()))
+                     for score in ("psnr", "ssim")]
     return pd.DataFrame(rows, columns=SEED_COLUMNS)
 
 

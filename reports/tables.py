@@ -52,6 +52,10 @@ MISSING = "n/a"
 FLAG_MARK = "\u2020"
 #: A cell whose score does not apply to the method (fidelity of the ground truth to itself).
 NOT_SCORED = "-"
+#: Every PSNR nvsc reports is capped here (`reports.metrics.psnr`). Above it two views differ by less than a
+#: fortieth of a grey level on average, invisible; uncapped, identical views give +inf and one blank scene (a NeRF
+#: reproduces white views exactly: 151 dB measured) outweighs every other scene of a mean.
+PSNR_CAP_DB = 40.0
 #: Fewest images per set for FID to be compared across sets: below about 2000 its bias (it falls as the set grows)
 #: is as large as the differences between models (Chong & Forsyth 2020); KID is unbiased but its spread is large.
 FID_MIN_IMAGES = 2000
