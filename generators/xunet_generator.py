@@ -20,3 +20,16 @@ class XUNetViewGenerator(DenoiserViewGenerator):
                                   step_rule=step_rule, markovian_window=int(markovian_window))
         denoiser, self.config = load_checkpoint(Path(checkpoint), resolve_device(device), use_ema=True)
         super().__init__(denoiser, sampling, CosineLogSNRSchedule(self.config.logsnr_min, self.config.logsnr_max))
+
+
+def checkpoint_denoiser(checkpoint: str | Path, device: str = "cpu"):
+    """The EMA `Denoiser` of a checkpoint folder of `nvsc generator train`, with its own noise schedule: a factory
+    for luigi.cfg, so that one checkpoint is sampled by every nvsc sampler (`<name>/stochastic`, `<name>/naive`)::
+
+        [generator.small32]
+        factory = generators.xunet_generator:checkpoint_denoiser
+        options = {"checkpoint": "checkpoints/small-32"}
+    """
+    denoiser, config = load_checkpoint(Path(checkpoint), resolve_device(device), use_ema=True)
+    denoiser.schedule = CosineLogSNRSchedule(config.logsnr_min, config.logsnr_max)
+    return denoiser

@@ -1,5 +1,7 @@
 """The X-UNet behind the ViewGenerator contract, and the noise control generator."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -102,3 +104,31 @@ def test_sampling_config_refuses_bad_values_whatever_the_sampler():
                             ({"steps": 0}, "steps"), ({"sampler": "ddpm"}, "unknown sampler")):
         with pytest.raises(InvalidInputError, match=message):
             SamplingConfig(**values)
+
+
+def test_a_checkpoint_plugged_in_as_a_denoiser_samples_as_the_built_in_generator(tmp_path):
+    """luigi.cfg's `factory = generators.xunet_generator:checkpoint_denoiser` gives the views that the pipeline's
+    own X-UNet generator gives from the same checkpoint, with the checkpoint's (here not the default) schedule."""
+    from dataclasses import replace
+
+    from generators.denoiser_generator import SamplingConfig
+    from generators.generate import build_generator
+    from generators.registry import find_generators, parse_method
+
+    config = replace(MICRO, logsnr_min=-12.0, logsnr_max=8.0)
+    torch.manual_seed(1)
+    model = XUNet(config)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            if not parameter.any():
+                parameter.normal_(0, 0.1)
+    folder = save_checkpoint(tmp_path / "ckpt", model, model, config, step=1)
+    options = json.dumps({"checkpoint": str(folder)})
+    generators = find_generators({"generator.mine": {"factory": "generators.xunet_generator:checkpoint_denoiser",
+                                                     "options": options}})
+    sampling = SamplingConfig(steps=3, guidance_weight=0.0, step_rule="ddim")
+    plugged = build_generator(parse_method("mine/naive", generators), "scene", sampling)
+    assert (plugged.schedule.logsnr_min, plugged.schedule.logsnr_max) == (-12.0, 8.0)
+    built_in = XUNetViewGenerator(folder, "naive", steps=3, guidance_weight=0.0, step_rule="ddim")
+    np.testing.assert_array_equal(plugged.generate(scene(8), cameras(3, 8), seed=4),
+                                  built_in.generate(scene(8), cameras(3, 8), seed=4))
