@@ -159,8 +159,7 @@ def train_multiview(scenes: Sequence[MultiViewScene], depths: Sequence[np.ndarra
                                 f"{model_config.num_views}", "lower num_views or render more views per scene")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         run = MultiViewTrainingRun(model_config, train_config, device, group)
-        if train_config.resume:
-            run.resume(out_dir)
+        run.resume(out_dir)
         if group.is_main:
             logger.info("training mvdiffusion (%d parameters) on groups of %d views of %d scenes, steps %d..%d on %s",
                         run.parameter_count(), model_config.num_views, len(scenes), run.step_count + 1,

@@ -89,6 +89,9 @@ class TrainConfig:
     """Steps between log lines and TensorBoard scalars (each costs one host synchronisation)."""
     resume: bool = True
     """Continue from the checkpoint in the output folder when it holds a resume state of the same model."""
+    overwrite: bool = False
+    """Train from scratch over a checkpoint already in the output folder (replaced at the first save). Without it
+    an existing checkpoint that cannot be resumed is refused, so a trained model is never lost by a mistyped --out."""
     grad_accumulation: int = 1
     """Micro-batches per step (gradients summed before the update): batch 128 in the memory of batch 32 at 4."""
     permute_colours: bool = False
@@ -327,22 +330,55 @@ class TrainingRun:
         torch.manual_seed(_dropout_seed(self.config.seed, self.step_count, self.group.rank))
 
     def resume(self, folder: Path) -> bool:
-        """Continue from the checkpoint in `folder` if it has a resume state; True when it did.
+        """Continue from the checkpoint in `folder` if it has a resume state of this model; True when it did.
 
-        A checkpoint of another architecture or model shape is an error (it is not this run's).
+        An existing checkpoint that is not resumed (a finished one without train_state.pt, another model's, an
+        unreadable one, or any with `resume` off) is refused unless `overwrite` is set; a folder of other files is
+        refused always (the first save would replace it). Everything is checked before a step is trained.
         """
         folder = Path(folder)
         if self.group.is_main:
             recover_checkpoint(folder)
         self.group.barrier()
-        if not (folder / STATE_FILE).is_file():
+        files = {path.name for path in folder.iterdir()} if folder.is_dir() else set()
+        if not files:
             return False
+        retry = (f"train into a new folder, or set overwrite (nvsc generator train --overwrite) to train over "
+                 f"it, or delete {folder}")
+        if not files & {CONFIG_FILE, MODEL_FILE, EMA_FILE, STATE_FILE}:
+            raise InvalidInputError(str(folder), f"is not a checkpoint folder (it holds {', '.join(sorted(files)[:3])}"
+                                    f"{', ...' if len(files) > 3 else ''}), and saving would replace it",
+                                    "name a new or empty folder for the checkpoint")
+        if self.config.overwrite:
+            logger.warning("overwrite: training from scratch; the checkpoint in %s is replaced at the first save",
+                           folder)
+            return False
+        if not self.config.resume:
+            raise InvalidInputError(str(folder), "holds a checkpoint and resume is off", retry)
+        if STATE_FILE not in files:
+            raise InvalidInputError(str(folder), f"holds a finished checkpoint (no {STATE_FILE}, so training cannot "
+                                    "resume from it)", retry)
+        try:
+            self._load_resume_state(folder)
+        except (InvalidInputError, KeyError, ValueError, RuntimeError, TypeError) as error:
+            if isinstance(error, InvalidInputError):
+                what = Path(error.what)
+                what = what.relative_to(folder) if what.is_relative_to(folder) else what
+                problem = f"{what}: {error.problem}"
+            else:
+                problem = f"{STATE_FILE} does not fit this run ({type(error).__name__}: {error})"
+            raise InvalidInputError(str(folder), f"holds a checkpoint, but training cannot resume from it: "
+                                    f"{problem}", retry) from error
+        logger.info("resumed from step %d of %s", self.step_count, folder)
+        return True
+
+    def _load_resume_state(self, folder: Path) -> None:
         config = read_config(folder)
         stored = read_model_config(folder, config)
         if config["architecture"] != self.config.architecture or stored != self.model_config:
-            raise InvalidInputError(str(folder / CONFIG_FILE), f"holds a {config['architecture']} model of "
-                                    f"another shape or resolution than the one requested ({stored} vs "
-                                    f"{self.model_config})", "train into a new folder or pass resume=False")
+            raise InvalidInputError(CONFIG_FILE, f"holds a {config['architecture']} model, and this run trains a "
+                                    f"{self.config.architecture} model ({stored} vs {self.model_config})",
+                                    "train into a new folder")
         state = load_train_state(folder)
         if state.get("world_size", 1) != self.group.world_size:
             logger.warning("resuming a run of %s processes with %d: the batch slices change, the trajectory does not",
@@ -354,8 +390,6 @@ class TrainingRun:
         self.data_generator.set_state(state["data_generator"])
         self.step_count = int(state["step"])
         torch.manual_seed(_dropout_seed(self.config.seed, self.step_count, self.group.rank))
-        logger.info("resumed from step %d of %s", self.step_count, folder)
-        return True
 
 
 def _sample_grid(run: TrainingRun, batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -430,7 +464,8 @@ def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig,
     """Train a generator on pairs of views of `scenes`; writes the checkpoint folder `out_dir` and returns it.
 
     Under `torchrun` every process calls this with the same arguments. With `train_config.resume` a folder holding
-    a resume state of the same model is continued. `log_dir`: TensorBoard event files (loss, lr, images/s, grids).
+    a resume state of the same model is continued; any other existing checkpoint needs `train_config.overwrite`.
+    `log_dir`: TensorBoard event files (loss, lr, images/s, grids).
     """
     out_dir = Path(out_dir)
     group, device = start_process_group(resolve_device(train_config.device))
@@ -438,8 +473,7 @@ def train_generator(scenes: Sequence[MultiViewScene], model_config: XUNetConfig,
     # Seed only inside fork_rng so a library call leaves the caller's global random state untouched.
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         run = TrainingRun(model_config, train_config, device, group)
-        if train_config.resume:
-            run.resume(out_dir)
+        run.resume(out_dir)
         if group.is_main:
             logger.info("training %s (%d parameters) on %d view pairs of %d scenes, steps %d..%d on %s x %d",
                         train_config.architecture, run.parameter_count(), pairs.num_pairs, len(scenes),

@@ -224,7 +224,8 @@ def generator(argv: list[str]) -> int:
     """Inspect generator presets and checkpoints, or train one on a dataset in the SRN layout.
 
     Several GPUs: `torchrun --nproc-per-node N -m pipeline.cli generator train ...` (every process gets a slice
-    of each batch; rank 0 writes the checkpoint). A killed run continues from its last checkpoint when restarted.
+    of each batch; rank 0 writes the checkpoint). A killed run continues from its last checkpoint when restarted;
+    --out naming any other checkpoint is refused unless --overwrite is given.
     """
     from generators.checkpoint import ARCHITECTURES
     from generators.multiview_unet import MULTIVIEW_PRESETS
@@ -240,6 +241,9 @@ def generator(argv: list[str]) -> int:
     train = commands.add_parser("train", help="Train on the train split of an SRN-layout dataset.")
     train.add_argument("--data", type=Path, required=True, help="Dataset root (holds *_train folders).")
     train.add_argument("--out", type=Path, required=True, help="Checkpoint folder to write (and resume).")
+    train.add_argument("--overwrite", action="store_true",
+                       help="Train from scratch over a checkpoint in --out that cannot be resumed (a finished or "
+                            "another model's one); without it such a folder is refused.")
     train.add_argument("--preset", default="3dim-64", choices=sorted(set(PRESETS) | set(MULTIVIEW_PRESETS)),
                        help="A preset of the architecture (default 3dim-64, 64x64 views; mvdiffusion: "
                             "generators.multiview_unet's; tiny for the demo's 32x32 data).")
@@ -283,7 +287,7 @@ def generator(argv: list[str]) -> int:
                                warmup_steps=args.warmup_steps, checkpoint_every=args.checkpoint_every,
                                seed=args.seed, device=args.device, architecture=args.architecture,
                                compile=args.compile, grad_accumulation=args.grad_accumulation, loss=args.loss,
-                               ema_decay=args.ema_decay)
+                               ema_decay=args.ema_decay, overwrite=args.overwrite)
     paths = list_srn_instances(args.data, "train")
     scenes = [read_srn_instance(path, image_size=model_config.image_size) for path in paths]
     if args.architecture == "mvdiffusion":  # groups of num_views views; --batch-size counts groups

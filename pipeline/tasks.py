@@ -272,10 +272,12 @@ class TrainGenerator(NvscTask):
                             log_dir=work / "tensorboard")
         else:
             train_generator(scenes, model_config, train_config, work / "checkpoint", log_dir=work / "tensorboard")
-        (work / "checkpoint" / STATE_FILE).unlink(missing_ok=True)  # the product is the model, not the run
+        # The work checkpoint keeps its resume state until it has left: a checkpoint without one there could
+        # only be refused by the next run (generators.training never trains over a finished model).
         for name in ("checkpoint", "tensorboard"):
             if (work / name).exists():
                 shutil.move(str(work / name), str(folder / name))
+        (folder / "checkpoint" / STATE_FILE).unlink(missing_ok=True)  # the product is the model, not the run
         shutil.rmtree(work)
 
 

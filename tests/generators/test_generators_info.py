@@ -57,3 +57,25 @@ def test_generator_train_command_trains_an_srn_dataset_and_resumes(tmp_path, cap
     assert isinstance(model, ConcatUNet) and config.ch == PRESETS["tiny"].ch
     assert load_train_state(tmp_path / "ckpt")["step"] == 3
     assert "checkpoint in" in capsys.readouterr().out
+
+
+def test_generator_train_command_refuses_a_finished_checkpoint_unless_overwrite(tmp_path, capsys):
+    from generators.checkpoint import load_train_state
+    from scenes.srn import write_srn_instance
+    from tests.generators.micro_model import make_scenes
+
+    for index, scene in enumerate(make_scenes(2, 3, 8)):
+        write_srn_instance(scene, tmp_path / "data" / "cars_train" / f"car{index}")
+    args = ["generator", "train", "--data", str(tmp_path / "data"), "--out", str(tmp_path / "ckpt"), "--preset",
+            "tiny", "--image-size", "8", "--batch-size", "2", "--warmup-steps", "1", "--checkpoint-every", "2",
+            "--device", "cpu", "--steps", "2"]
+    assert main([*args, "--architecture", "concat_unet"]) == 0
+    (tmp_path / "ckpt" / "train_state.pt").unlink()
+    weights = (tmp_path / "ckpt" / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main([*args, "--architecture", "xunet"]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'ckpt'}: " in err and "--overwrite" in err and err.count("nvsc: error") == 1
+    assert (tmp_path / "ckpt" / "model.safetensors").read_bytes() == weights
+    assert main([*args, "--architecture", "xunet", "--overwrite"]) == 0
+    assert load_train_state(tmp_path / "ckpt")["step"] == 2

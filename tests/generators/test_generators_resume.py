@@ -135,3 +135,40 @@ def test_a_diverged_run_stops_with_the_fix_and_keeps_its_last_good_checkpoint(tm
                                                 r".*lower lr \(now 0.001\)"):
         train_generator(make_scenes(2, 3, 8), MICRO, config, tmp_path / "run")
     assert load_train_state(tmp_path / "run")["step"] == 2
+
+
+def folder_bytes(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("finished", r"finished checkpoint \(no train_state.pt, so training cannot resume"),
+    ("truncated", r"cannot resume from it: .*model.safetensors: not a readable safetensors file"),
+    ("architecture", r"cannot resume from it: .*holds a xunet model"),
+])
+def test_training_into_an_existing_checkpoint_is_refused_unless_resumable_or_overwrite(tmp_path, damage, message):
+    scenes = make_scenes(2, 3, 8)
+    config = TrainConfig(steps=2, batch_size=4, warmup_steps=1, checkpoint_every=2, device="cpu")
+    folder = train_generator(scenes, MICRO, config, tmp_path / "ckpt")
+    if damage == "finished":  # as the pipeline's and the committed checkpoints are: the model, not the run
+        (folder / "train_state.pt").unlink()
+    elif damage == "truncated":
+        data = (folder / "model.safetensors").read_bytes()
+        (folder / "model.safetensors").write_bytes(data[: len(data) // 2])
+    again = replace(config, steps=4, architecture="concat_unet" if damage == "architecture" else "xunet")
+    before = folder_bytes(folder)
+    with pytest.raises(InvalidInputError, match=message) as error:
+        train_generator(scenes, MICRO, again, folder)
+    assert str(error.value).startswith(f"{folder}: ") and "overwrite" in error.value.fix
+    assert folder_bytes(folder) == before, "the refused run wrote into the checkpoint"
+    train_generator(scenes, MICRO, replace(again, overwrite=True), folder)  # asked to: trains over it
+    assert load_train_state(folder)["step"] == 4
+    assert json.loads((folder / "config.json").read_text())["architecture"] == again.architecture
+
+
+def test_training_into_a_folder_of_other_files_is_refused_even_with_overwrite(tmp_path):
+    (tmp_path / "notes.txt").write_text("not a checkpoint")
+    config = TrainConfig(steps=1, batch_size=4, warmup_steps=1, checkpoint_every=1, device="cpu", overwrite=True)
+    with pytest.raises(InvalidInputError, match="not a checkpoint folder"):
+        train_generator(make_scenes(2, 3, 8), MICRO, config, tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
