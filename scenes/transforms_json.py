@@ -95,7 +95,7 @@ def read_transforms(folder: Path) -> MultiViewScene:
         where = f"{source} frames[{i}]"
         if not isinstance(frame, dict) or not isinstance(frame.get("file_path"), str):
             raise InvalidInputError(where, "has no file_path string", 'give every frame "file_path": "images/<name>.png"')
-        path = data_dir / frame["file_path"]
+        path = frame_file(data_dir, frame["file_path"], where)
         names.append(path.stem)
         c2w.append(_read_matrix(frame.get("transform_matrix"), f"{where} ({frame['file_path']}) transform_matrix"))
         image = read_png(path)
@@ -109,6 +109,18 @@ def read_transforms(folder: Path) -> MultiViewScene:
         raise InvalidInputError(source, f"several frames share the file name stem(s) {duplicates[:5]}",
                                 "give every frame an image file with its own name")
     return MultiViewScene(np.stack(images), Cameras(np.stack(c2w), intrinsics), names)
+
+
+def frame_file(data_dir: Path, file_path: str, where: str) -> Path:
+    """The image file of a frame: `file_path` relative to the folder of transforms.json, refused where it resolves
+    outside that folder (`..`, an absolute path, a symlink out). Whatever reads a folder of views then reads only
+    files the folder's fingerprint covers, so a changed view always gives new outputs."""
+    path = data_dir / file_path
+    if not path.resolve().is_relative_to(data_dir.resolve()):
+        raise InvalidInputError(where, f"file_path {file_path!r} resolves outside the folder {data_dir}",
+                                "keep every view inside the folder of transforms.json and give its path relative "
+                                "to it, e.g. images/<name>.png (copy the image in, not a symlink out)")
+    return path
 
 
 def read_split_names(folder: Path) -> tuple[list[str] | None, list[str] | None]:

@@ -87,3 +87,15 @@ def test_mismatches_are_named(tmp_path, scene, problem, message):
     with pytest.raises(InvalidInputError, match=message) as error:
         write(tmp_path, written).generate(inputs, targets.cameras, seed=0)
     assert "transforms.json" in str(error.value)
+
+
+def test_a_view_outside_the_scene_folder_is_refused(tmp_path, scene):
+    inputs, targets = scene
+    generator = write(tmp_path, targets)
+    path = tmp_path / "car_0001" / "transforms.json"
+    meta = json.loads(path.read_text())
+    (tmp_path / "car_0001" / meta["frames"][2]["file_path"]).rename(tmp_path / "elsewhere.png")
+    meta["frames"][2]["file_path"] = "../elsewhere.png"
+    path.write_text(json.dumps(meta))
+    with pytest.raises(InvalidInputError, match=r"car_0001/transforms.json frames\[2\].*'../elsewhere.png'.*outside"):
+        generator.generate(inputs, targets.cameras, seed=0)

@@ -148,3 +148,20 @@ def test_writer_refuses_existing_output(written):
     scene, folder = written
     with raises_naming(folder / "transforms.json", "already exists"):
         write_transforms(scene, folder)
+
+
+@pytest.mark.parametrize("escape", ["parent", "absolute", "symlink"])
+def test_a_frame_path_outside_the_folder_is_refused(tmp_path, written, escape):
+    """A view read from outside its folder would not be in the folder's fingerprint: a change to it would go
+    unnoticed by the cache."""
+    _, folder = written
+    outside = tmp_path / "outside.png"
+    Image.open(folder / "images" / "view_1.png").save(outside)
+    if escape == "symlink":
+        (folder / "images" / "link.png").symlink_to(outside)
+        file_path = "images/link.png"
+    else:
+        file_path = "../outside.png" if escape == "parent" else str(outside)
+    path = edit_meta(folder, lambda meta: meta["frames"][1].update(file_path=file_path))
+    with raises_naming(path, "frames[1]", file_path, "outside", "Fix:"):
+        read_transforms(folder)
