@@ -7,6 +7,8 @@ renderings), which is what the models and the NeRF see.
 
 from __future__ import annotations
 
+import struct
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,21 +20,63 @@ from scenes.errors import InvalidInputError
 WHITE = (1.0, 1.0, 1.0)
 
 
-def read_png(path: Path, background: tuple[float, float, float] = WHITE) -> np.ndarray:
-    """[H, W, 3] float32 in [0, 1]; an alpha channel is composited on `background`."""
+#: Most pixels nvsc decodes from one view (4096 x 4096, 200 MB as float32 RGB). A larger image is refused from its
+#: header, before decoding: a small PNG can claim 12000 x 12000 pixels and decode to gigabytes.
+MAX_VIEW_PIXELS = 4096 * 4096
+
+
+def read_png(path: Path, background: tuple[float, float, float] = WHITE, size: tuple[int, int] | None = None,
+             declared_by: str = "its dataset") -> np.ndarray:
+    """[H, W, 3] float32 in [0, 1]; an alpha channel is composited on `background`.
+
+    `size` (height, width), when given, is the size the view must have, which `declared_by` (a file) declares.
+    The size is checked from the file's header before any pixel is decoded, as is `MAX_VIEW_PIXELS`.
+    """
     path = Path(path)
     if not path.is_file():
         raise InvalidInputError(path, "image file not found", "check the path, or regenerate the dataset")
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            # PIL warns above its own limit (MAX_IMAGE_PIXELS), far above ours, which refuses such an image anyway.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)  # reads the header only
+        with opened as image:
+            check_image_size(path, image.size[1], image.size[0], size, declared_by)
             image.load()  # decode now, so a truncated file fails here and not later
             array, alpha = _to_float(image, path)
+    except Image.DecompressionBombError as error:  # PIL refuses twice its limit already in Image.open
+        claimed = _png_header_size(path)
+        if claimed is not None:
+            check_image_size(path, *claimed, size, declared_by)
+        raise InvalidInputError(path, f"claims too many pixels to decode ({error})",
+                                "resize the views, e.g. to 64x64 or 256x256") from None
     except (UnidentifiedImageError, OSError, SyntaxError) as error:
         raise InvalidInputError(path, f"cannot be read as an image ({error})",
                                 "replace it with a valid 8-bit PNG, or regenerate the dataset") from error
     if alpha is not None:
         array = array * alpha + np.asarray(background, dtype=np.float32) * (1.0 - alpha)
     return np.ascontiguousarray(array, dtype=np.float32)
+
+
+def _png_header_size(path: Path) -> tuple[int, int] | None:
+    """(height, width) from a PNG's IHDR chunk (None for another format): what PIL does not tell when it refuses."""
+    with open(path, "rb") as handle:
+        head = handle.read(24)
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return None
+    width, height = struct.unpack(">II", head[16:24])
+    return height, width
+
+
+def check_image_size(path: Path, height: int, width: int, size: tuple[int, int] | None, declared_by: str) -> None:
+    """`InvalidInputError` for an image of `height` x `width` pixels that is not `size` or exceeds MAX_VIEW_PIXELS."""
+    if size is not None and (height, width) != tuple(size):
+        raise InvalidInputError(path, f"image is {height}x{width} (HxW) but {declared_by} declares {size[0]}x"
+                                f"{size[1]} (h={size[0]}, w={size[1]})",
+                                f"store every view at the size {declared_by} declares, or fix that size")
+    if height * width > MAX_VIEW_PIXELS:
+        raise InvalidInputError(path, f"image is {height}x{width} (HxW) pixels, more than the {MAX_VIEW_PIXELS:,} "
+                                "nvsc decodes from one view", "resize the views, e.g. to 64x64 or 256x256")
 
 
 def _to_float(image: Image.Image, path: Path) -> tuple[np.ndarray, np.ndarray | None]:

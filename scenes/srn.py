@@ -59,14 +59,7 @@ def read_srn_instance(folder: Path, image_size: int | None = None) -> MultiViewS
         raise InvalidInputError(folder / INTRINSICS_FILE, f"declares {expected[0]}x{expected[1]} views, but "
                                                           f"image_size is {image_size}",
                                 "set image_size to the dataset's size, or regenerate the dataset at that size")
-    views = []
-    for name in names:
-        view = read_png(images[name])
-        if view.shape[:2] != expected:
-            raise InvalidInputError(images[name], f"image is {view.shape[0]}x{view.shape[1]} (HxW) but "
-                                                  f"{INTRINSICS_FILE} declares {expected[0]}x{expected[1]}",
-                                    "store every view at the size in intrinsics.txt (or fix its last line 'H W')")
-        views.append(view)
+    views = [read_png(images[name], size=expected, declared_by=INTRINSICS_FILE) for name in names]
     c2w_opencv = np.stack([read_srn_pose(poses[name]) for name in names])
     return MultiViewScene(np.stack(views), Cameras.from_opencv(c2w_opencv, intrinsics), names)
 

@@ -98,12 +98,7 @@ def read_transforms(folder: Path) -> MultiViewScene:
         path = frame_file(data_dir, frame["file_path"], where)
         names.append(path.stem)
         c2w.append(_read_matrix(frame.get("transform_matrix"), f"{where} ({frame['file_path']}) transform_matrix"))
-        image = read_png(path)
-        if image.shape[:2] != (intrinsics.height, intrinsics.width):
-            raise InvalidInputError(path, f"image is {image.shape[0]}x{image.shape[1]} (HxW) but {source} declares "
-                                          f"h={intrinsics.height}, w={intrinsics.width}",
-                                    "store every view at the declared size, or fix w and h")
-        images.append(image)
+        images.append(read_png(path, size=(intrinsics.height, intrinsics.width), declared_by=str(source)))
     if len(set(names)) != len(names):
         duplicates = sorted({name for name in names if names.count(name) > 1})
         raise InvalidInputError(source, f"several frames share the file name stem(s) {duplicates[:5]}",

@@ -54,3 +54,42 @@ def test_view_names():
         check_view_names(["a/b"], "scene")
     with pytest.raises(InvalidInputError, match="scene.*more than once"):
         check_view_names(["x", "x"], "scene")
+
+
+def claimed_size_png(path, width: int, height: int) -> None:
+    """A small PNG whose header claims width x height RGB pixels: a few rows of data, as a decompression bomb's
+    first bytes look (its full data would be gigabytes once decoded)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    rows = zlib.compress(b"\x00" * (1 + 3 * width) * 4)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+                     + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
+
+
+@pytest.fixture
+def no_decoding(monkeypatch):
+    """Make decoding pixels fail loudly: a check that must come from the header alone."""
+    from PIL import ImageFile
+
+    def decode(self):
+        raise AssertionError(f"decoded {self.size} pixels")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decode)
+
+
+@pytest.mark.parametrize("side", [20000, 12000])
+def test_a_decompression_bomb_is_refused_by_name_before_decoding(tmp_path, no_decoding, side):
+    claimed_size_png(tmp_path / "bomb.png", side, side)
+    with pytest.raises(InvalidInputError, match=rf"bomb.png: .*{side}x{side}.*Fix:"):
+        read_png(tmp_path / "bomb.png")
+
+
+def test_a_view_of_another_size_is_refused_from_its_header(tmp_path, no_decoding):
+    claimed_size_png(tmp_path / "big.png", 12000, 9000)
+    with pytest.raises(InvalidInputError, match=r"big.png: image is 9000x12000 \(HxW\) but intrinsics.txt declares "
+                                                r"8x8"):
+        read_png(tmp_path / "big.png", size=(8, 8), declared_by="intrinsics.txt")

@@ -165,3 +165,22 @@ def test_a_frame_path_outside_the_folder_is_refused(tmp_path, written, escape):
     path = edit_meta(folder, lambda meta: meta["frames"][1].update(file_path=file_path))
     with raises_naming(path, "frames[1]", file_path, "outside", "Fix:"):
         read_transforms(folder)
+
+
+def test_an_oversized_view_is_refused_before_it_is_decoded(written, monkeypatch):
+    from PIL import ImageFile
+
+    from tests.scenes.test_scenes_images import claimed_size_png
+
+    _, folder = written
+    claimed_size_png(folder / "images" / "view_2.png", 12000, 12000)
+    load = ImageFile.ImageFile.load
+
+    def load_small(image):
+        if image.size != (8, 8):
+            pytest.fail(f"decoded {image.size} pixels")
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load_small)
+    with raises_naming(folder / "images" / "view_2.png", "12000x12000", "h=8"):
+        read_transforms(folder)
