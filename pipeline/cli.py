@@ -34,6 +34,7 @@ from luigi.cmdline_parser import CmdlineParser
 from luigi.task_register import Register, TaskClassNotFoundException
 
 import pipeline.tasks  # noqa: F401 - registers the tasks with Luigi so `nvsc run TASK` finds them
+from pipeline.configuration import check_config_files, config_files
 from scenes.errors import InvalidInputError
 
 SCHEDULER_OPTIONS = ("--local-scheduler", "--scheduler-host", "--scheduler-url", "--scheduler-port")
@@ -80,6 +81,7 @@ def run(argv: list[str]) -> int:
         if not Path(path).is_file():
             raise InvalidInputError("--config", f"{path} does not exist", "pass the path of a luigi.cfg file")
         luigi.configuration.add_config_path(path)
+    check_config_files(config_files())  # a misspelt option would leave its default in effect, with no error
     if known.strict_metrics:
         for section in ("ScoreScene", "ScoreMethodSet"):
             luigi.configuration.get_config().set(section, "strict_metrics", "true")
@@ -93,6 +95,9 @@ def run(argv: list[str]) -> int:
     with CmdlineParser.global_instance(luigi_args) as cmdline:
         task = task_from_command_line(cmdline, luigi_args[0])
         tasks = walk_dag(task)  # unknown methods, samplers or presets fail here, with one message, before any work
+        for each in tasks:
+            if isinstance(each, pipeline.tasks.NvscTask):
+                each.check_parameters()
         output = task.output()
         if known.strict_metrics:  # a finished report would not run its scores again: check their weights now
             for scoring in tasks:

@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import luigi
@@ -58,11 +59,32 @@ class NvscTask(luigi.Task):
     def check_inputs(self) -> None:
         """Raise `InvalidInputError` for bad input; called before anything is written."""
 
+    def library_configs(self) -> list[tuple[Callable[[], object], dict[str, str]]]:
+        """The library configurations this task builds from its parameters: (builder, {field: parameter} for the
+        fields named otherwise than the parameter that sets them)."""
+        return []
+
+    def check_parameters(self) -> None:
+        """Build `library_configs`, so that a value out of range is refused before anything runs (`nvsc run` calls
+        this for every task first), under the name luigi.cfg and the command line give it, not the library's."""
+        family = self.get_task_family()
+        for build, renames in self.library_configs():
+            try:
+                build()
+            except InvalidInputError as error:
+                field = error.what.rpartition(".")[2]
+                name = renames.get(field, field)
+                if name not in self.param_kwargs:
+                    raise
+                raise InvalidInputError(f"[{family}] {name}", error.problem, f"{error.fix}; set it in luigi.cfg "
+                                        f"or as --{family}-{name.replace('_', '-')}") from None
+
     def produce(self, folder: Path) -> None:
         """Write the data product into the empty `folder`."""
         raise NotImplementedError
 
     def run(self):
+        self.check_parameters()
         self.check_inputs()
         with self.output().staging(self) as folder:
             self.produce(folder)
@@ -243,28 +265,41 @@ class TrainGenerator(NvscTask):
 
         return presets_of(self.architecture)
 
+    def model_config(self):
+        from dataclasses import replace
+
+        prepare = self.requires()
+        model_config = replace(self.presets()[self.preset], image_size=prepare.image_size)
+        if self.architecture == "mvdiffusion" and prepare.source == "panorama":
+            model_config = replace(model_config, correspondence="homography")
+        return model_config
+
+    def train_config(self):
+        from generators.training import TrainConfig
+
+        self.check_inputs()  # a known architecture and preset, which the batch size below depends on
+        batch_size = self.batch_size
+        if self.architecture == "mvdiffusion":  # as many generated views per step as the pair models' targets
+            batch_size = max(1, round(self.batch_size / (self.model_config().num_views - 1)))
+        return TrainConfig(steps=self.steps, batch_size=batch_size, lr=self.lr, warmup_steps=self.warmup_steps,
+                           ema_decay=self.ema_decay, checkpoint_every=self.checkpoint_every, seed=self.seed,
+                           device=self.device, architecture=self.architecture, compile=self.compile)
+
+    def library_configs(self):
+        return [(self.train_config, {})]
+
     def produce(self, folder: Path) -> None:
         import shutil
-        from dataclasses import replace
 
         from generators.checkpoint import STATE_FILE
         from generators.multiview_training import train_multiview
-        from generators.training import TrainConfig, train_generator
+        from generators.training import train_generator
         from scenes.srn import list_srn_instances, read_srn_instance
 
         prepare = self.requires()
         paths = list_srn_instances(dataset_root(prepare), "train")
         scenes = [read_srn_instance(path, image_size=prepare.image_size) for path in paths]
-        model_config = replace(self.presets()[self.preset], image_size=prepare.image_size)
-        if self.architecture == "mvdiffusion" and prepare.source == "panorama":
-            model_config = replace(model_config, correspondence="homography")
-        batch_size = self.batch_size
-        if self.architecture == "mvdiffusion":  # as many generated views per step as the pair models' targets
-            batch_size = max(1, round(self.batch_size / (model_config.num_views - 1)))
-        train_config = TrainConfig(steps=self.steps, batch_size=batch_size, lr=self.lr,
-                                   warmup_steps=self.warmup_steps, ema_decay=self.ema_decay,
-                                   checkpoint_every=self.checkpoint_every, seed=self.seed, device=self.device,
-                                   architecture=self.architecture, compile=self.compile)
+        model_config, train_config = self.model_config(), self.train_config()
         work = self.output().folder.parent / f".{self.output().folder.name}.train"
         if self.architecture == "mvdiffusion":
             depths = [load_depth(prepare, path) for path in paths] if model_config.uses_depth else None
@@ -418,9 +453,12 @@ class GenerateViews(SceneMethodTask):
         return SamplingConfig(steps=self.sampling_steps, guidance_weight=self.guidance_weight,
                               step_rule=self.step_rule, markovian_window=self.markovian_window)
 
+    def library_configs(self):
+        return [(self.sampling_config, {"steps": "sampling_steps"})]
+
     def requires(self):
         entry = self.parsed_method().generator
-        self.sampling_config()  # a bad step rule or window fails where the DAG is built, before any task runs
+        self.check_parameters()  # a bad step rule or window fails where the DAG is built, before any task runs
         upstream = {"dataset": PrepareDataset()}
         if entry.kind == "trained":  # the built-in architectures, trained by the pipeline under their own name
             upstream["generator"] = TrainGenerator(architecture=entry.name)
@@ -516,6 +554,9 @@ class FitNeRF(SceneMethodTask):
                          background=tuple(self.background), seed=self.seed, device=self.device)
         check_config(config)
         return config
+
+    def library_configs(self):
+        return [(self.nerf_config, {})]
 
     def check_inputs(self) -> None:
         from nerf.protocol import split_indices
