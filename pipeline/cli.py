@@ -35,6 +35,7 @@ from luigi.task_register import Register, TaskClassNotFoundException
 
 import pipeline.tasks  # noqa: F401 - registers the tasks with Luigi so `nvsc run TASK` finds them
 from pipeline.configuration import check_config_files, config_files
+from pipeline.outputs import remove_stale_staging
 from scenes.errors import InvalidInputError
 
 SCHEDULER_OPTIONS = ("--local-scheduler", "--scheduler-host", "--scheduler-url", "--scheduler-port")
@@ -104,6 +105,9 @@ def run(argv: list[str]) -> int:
                 if getattr(scoring, "strict_metrics", False):
                     pipeline.tasks.require_weights(scoring.metric_weights())
         check_scheduler(luigi.interface.core())
+        root = Path(pipeline.tasks.nvsc().output_root)  # tasks that will not stage again leave theirs here too
+        for family in (path for path in root.glob("*") if path.is_dir()):
+            remove_stale_staging(family)
         codes = luigi.retcodes.retcode()  # [retcode] of luigi.cfg: the exit codes of the `luigi` command
     try:  # Luigi's own run, with the `luigi` command's exit codes
         luigi.retcodes.run_with_retcodes(luigi_args)

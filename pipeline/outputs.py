@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
+import re
 import shutil
+import socket
 import tempfile
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -20,7 +24,16 @@ import luigi
 
 from pipeline.provenance import provenance_record
 
+logger = logging.getLogger("nvsc.pipeline")
+
 PROVENANCE_FILE = "provenance.json"
+#: About when this process started: a staging folder older than this one cannot be one it is writing. Taken at
+#: import, before any task of this process stages (forked workers inherit it from the process that started them).
+PROCESS_START = time.time()
+HOST = re.sub(r"[^A-Za-z0-9_-]", "_", socket.gethostname())
+#: `.NAME.tmp-<pid>@<host>-<random>`: who stages the folder, so that the next run can tell a killed task's leftover
+#: from a folder another live run is filling (mkdtemp's random part holds no "-").
+STAGING_NAME = re.compile(r"\.tmp-(?P<pid>\d+)@(?P<host>.+)-[a-z0-9_]+$")
 
 
 def _flatten(requirements) -> list[luigi.Task]:
@@ -52,7 +65,9 @@ class FolderTarget(luigi.LocalTarget):
         On any exception the temporary folder is removed, so a failed task leaves nothing behind.
         """
         self.folder.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.tmp-", dir=self.folder.parent))
+        remove_stale_staging(self.folder.parent)
+        staging = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.tmp-{os.getpid()}@{HOST}-",
+                                        dir=self.folder.parent))
         try:
             upstream = {t.task_id: {"signature": signature(t), "output": t.output().path}
                         for t in _flatten(task.requires())}
@@ -65,3 +80,38 @@ class FolderTarget(luigi.LocalTarget):
         finally:
             if staging.exists():
                 shutil.rmtree(staging)
+
+
+def process_alive(pid: int) -> bool:
+    """Whether a process `pid` runs on this machine (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_staging(parent: Path) -> list[Path]:
+    """Remove the staging folders in `parent` that killed tasks left (kill -9 runs no clean-up); returns them.
+
+    A folder is stale when it was last written before this process started and the process its name records is
+    gone (or is this process, whose pid was then a former process's). Folders of other machines sharing `parent`,
+    whose pids mean nothing here, and of live processes are never touched.
+    """
+    removed = []
+    for path in Path(parent).glob(".*.tmp-*"):
+        match = STAGING_NAME.search(path.name)
+        if not match or match["host"] != HOST:
+            continue
+        pid = int(match["pid"])
+        try:
+            older = path.stat().st_mtime < PROCESS_START
+        except FileNotFoundError:  # finished or removed meanwhile
+            continue
+        if older and (pid == os.getpid() or not process_alive(pid)):
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+            logger.info("removed %s, left by a task that was killed while writing it", path)
+    return removed

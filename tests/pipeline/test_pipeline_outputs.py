@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import luigi
 import pytest
 
 from pipeline.outputs import PROVENANCE_FILE, signature
 from pipeline.tasks import NvscTask, nvsc
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class Upstream(NvscTask):
@@ -67,3 +75,78 @@ def test_failed_task_leaves_nothing_and_keeps_upstream(output_root):
     assert not Downstream(fail=True).complete()
     leftovers = [p for p in (output_root / "Downstream").iterdir()] if (output_root / "Downstream").exists() else []
     assert leftovers == []
+
+
+class Slow(NvscTask):
+    """Stages one file, then waits (to be killed mid-staging) unless `quick`."""
+
+    value = luigi.IntParameter(default=1)
+    quick = luigi.BoolParameter(default=False)
+
+    def produce(self, folder):
+        (folder / "partial.txt").write_text("half done")
+        while not self.quick:
+            time.sleep(0.05)
+
+
+STAGE = ("import sys, luigi; luigi.configuration.get_config().set('nvsc', 'output_root', sys.argv[1]); "
+         "from tests.pipeline.test_pipeline_outputs import Slow; "
+         "sys.exit(0 if luigi.build([Slow(value=int(sys.argv[2]), quick=sys.argv[3] == 'quick')], "
+         "local_scheduler=True, log_level='WARNING') else 1)")
+
+
+def stage(output_root: Path, value: int, quick: bool) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", STAGE, str(output_root), str(value), "quick" if quick else "slow"],
+                            cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+
+def staged(output_root: Path, value: int) -> list[Path]:
+    prefix = f".{Slow(value=value).output().folder.name}.tmp-"
+    family = output_root / "Slow"
+    return [p for p in family.iterdir() if p.name.startswith(prefix)] if family.is_dir() else []
+
+
+def wait_for_staging(output_root: Path, value: int) -> Path:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        folders = [p for p in staged(output_root, value) if (p / "partial.txt").is_file()]
+        if folders:
+            return folders[0]
+        time.sleep(0.05)
+    raise AssertionError("the task never started staging")
+
+
+def test_a_killed_tasks_staging_folder_is_removed_by_the_next_run_but_a_live_ones_is_kept(output_root):
+    killed, live = stage(output_root, 1, quick=False), stage(output_root, 2, quick=False)
+    try:
+        dead_folder, live_folder = wait_for_staging(output_root, 1), wait_for_staging(output_root, 2)
+        killed.send_signal(signal.SIGKILL)
+        killed.wait()
+        assert dead_folder.is_dir()  # kill -9 runs no clean-up
+        other_host = output_root / "Slow" / f".{Slow(value=3).output().folder.name}.tmp-{killed.pid}@elsewhere-x1"
+        other_host.mkdir()  # a process on another machine sharing the folder: its pid means nothing here
+        os.utime(other_host, (0, 0))
+        time.sleep(0.05)  # the next run starts after the kill, as a person would run it again
+        assert stage(output_root, 4, quick=True).wait(timeout=120) == 0
+        assert not dead_folder.exists(), "the killed task's staging folder was left behind"
+        assert live_folder.is_dir() and (live_folder / "partial.txt").is_file(), "a live run's staging was removed"
+        assert other_host.is_dir()
+    finally:
+        for process in (killed, live):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_nvsc_run_removes_stale_staging_folders_of_every_task(tmp_path):
+    from pipeline.outputs import HOST
+    from tests.pipeline.conftest import PipelineRunner
+
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    stale = tmp_path / "runs" / "FitNeRF" / f".noise-mug_0002-0123456789ab.tmp-{gone.pid}@{HOST}-abc_12"
+    stale.mkdir(parents=True)
+    (stale / "partial.txt").write_text("half done")
+    result = PipelineRunner(tmp_path)("nvsc", "run", "PrepareDataset")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert not stale.exists() and (tmp_path / "runs" / "FitNeRF").is_dir()
