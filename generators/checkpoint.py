@@ -94,20 +94,13 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, ema_model: torch.nn.Mo
     staging, old = _sibling(folder, "staging"), _sibling(folder, "old")
     staging.mkdir()
     try:
-        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
-        for file, module in ((MODEL_FILE, model), (EMA_FILE, ema_model)):
-            state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
-            save_file(state, str(staging / file), metadata={"format_version": str(FORMAT_VERSION)})
-        if train_state is not None:
-            torch.save(train_state, staging / STATE_FILE)
-        umask = os.umask(0)
-        os.umask(umask)
-        for file in staging.iterdir():  # the data must be on disk before the renames make it visible
-            # safetensors writes its files owner-only (0600); give them the umask's modes, as the other files have,
-            # so that everyone who shares the runs folder can read the weights.
-            os.chmod(file, 0o666 & ~umask)
-            with open(file, "rb") as handle:
-                os.fsync(handle.fileno())
+        try:
+            _write_files(staging, config, model, ema_model, train_state)
+        except (OSError, RuntimeError, SafetensorError) as error:  # a full disk, a quota: torch says RuntimeError
+            reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+            raise InvalidInputError(str(folder), f"the checkpoint of step {step} could not be written ({reason})",
+                                    f"free space where {folder.parent} is, or write elsewhere; the previous "
+                                    "checkpoint in the folder, if any, is kept and resumes") from error
         if folder.exists():
             os.replace(folder, old)  # a directory holding files cannot be replaced in one rename
         os.replace(staging, folder)
@@ -118,6 +111,24 @@ def save_checkpoint(folder: Path, model: torch.nn.Module, ema_model: torch.nn.Mo
             shutil.rmtree(staging)
     logger.info("saved checkpoint of step %d to %s", step, folder)
     return folder
+
+
+def _write_files(staging: Path, config: dict, model: torch.nn.Module, ema_model: torch.nn.Module,
+                 train_state: dict | None) -> None:
+    (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
+    for file, module in ((MODEL_FILE, model), (EMA_FILE, ema_model)):
+        state = {name: tensor.detach().cpu().contiguous() for name, tensor in module.state_dict().items()}
+        save_file(state, str(staging / file), metadata={"format_version": str(FORMAT_VERSION)})
+    if train_state is not None:
+        torch.save(train_state, staging / STATE_FILE)
+    umask = os.umask(0)
+    os.umask(umask)
+    for file in staging.iterdir():  # the data must be on disk before the renames make it visible
+        # safetensors writes its files owner-only (0600); give them the umask's modes, as the other files have,
+        # so that everyone who shares the runs folder can read the weights.
+        os.chmod(file, 0o666 & ~umask)
+        with open(file, "rb") as handle:
+            os.fsync(handle.fileno())
 
 
 def read_config(folder: Path) -> dict:
@@ -210,7 +221,16 @@ def load_train_state(folder: Path) -> dict:
         raise InvalidInputError(str(path), "file is missing", "resume only from a checkpoint written while training")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
+    except pickle.UnpicklingError as error:
+        if "weights only load failed" not in str(error).lower():
+            raise InvalidInputError(str(path), f"not a readable resume state ({error})", "the file is truncated "
+                                    "or corrupt: delete the checkpoint folder to start over") from error
+        # torch's message goes on to advise weights_only=False, which would run whatever code the file holds.
+        raise InvalidInputError(str(path), "holds objects other than tensors and plain containers, which nvsc "
+                                "never unpickles (a checkpoint from anywhere must not run code)",
+                                "use a resume state written by nvsc's training, or delete train_state.pt and "
+                                "train into a new folder") from None
+    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError) as error:
         raise InvalidInputError(str(path), f"not a readable resume state ({type(error).__name__}: "
                                            f"{str(error).splitlines()[0] if str(error) else ''})",
                                 "the file is truncated or corrupt: delete the checkpoint folder to start over"

@@ -170,10 +170,13 @@ def test_resume_state_with_a_pickled_object_is_refused(tmp_path):
         def __reduce__(self):
             return (print, ("this must never run",))
 
-    with open(folder / "train_state.pt", "wb") as handle:
-        pickle.dump({"step": 3, "payload": Payload()}, handle)
-    with pytest.raises(InvalidInputError, match="train_state.pt"):
-        load_train_state(folder)
+    for write in (lambda path: path.write_bytes(pickle.dumps({"step": 3, "payload": Payload()})),
+                  lambda path: torch.save({"step": 3, "payload": Payload()}, path)):
+        write(folder / "train_state.pt")
+        with pytest.raises(InvalidInputError, match="train_state.pt: holds objects other than tensors") as error:
+            load_train_state(folder)
+        # torch's own advice is to load it with weights_only=False, which is what must not be done with it
+        assert "weights_only" not in str(error.value) and "trust" not in str(error.value)
 
 
 def test_a_save_killed_between_its_two_renames_is_recovered(checkpoint, tmp_path):
@@ -193,3 +196,24 @@ def test_every_checkpoint_file_has_the_umasks_modes(checkpoint):
     folder, _, _ = checkpoint
     modes = {path.name: path.stat().st_mode & 0o777 for path in folder.iterdir()}
     assert modes["model.safetensors"] == modes["ema.safetensors"] == modes["config.json"], modes
+
+
+@pytest.mark.parametrize("fails", ["torch.save", "save_file"])
+def test_a_failed_write_is_named_and_keeps_the_previous_checkpoint(checkpoint, monkeypatch, fails):
+    import generators.checkpoint as module
+
+    folder = checkpoint[0]
+    before = {path.name: path.read_bytes() for path in folder.iterdir()}
+
+    def full_disk(*args, **kwargs):
+        raise (RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed") if fails ==
+               "torch.save" else OSError(28, "No space left on device"))
+
+    monkeypatch.setattr(module.torch if fails == "torch.save" else module, fails.split(".")[-1], full_disk)
+    model = random_model(3)
+    with pytest.raises(InvalidInputError, match=rf"{folder}: the checkpoint of step 8 could not be written "
+                                                r"\(.*\).*kept") as error:
+        save_checkpoint(folder, model, model, MICRO, step=8, train_state={"step": 8})
+    assert "Fix:" in str(error.value)
+    assert {path.name: path.read_bytes() for path in folder.iterdir()} == before
+    assert sorted(p.name for p in folder.parent.iterdir()) == ["ckpt"], "a staging folder was left behind"
