@@ -19,7 +19,7 @@ if [ -d .gpu-wheels ]; then
 fi
 export PYTHONUNBUFFERED=1
 data=/tmp/objects40
-"$PYTHON" - "$data" <<'EOF'
+[ -f "$data/dataset.json" ] || "$PYTHON" - "$data" <<'EOF'
 import sys
 from pathlib import Path
 from scenes.dataset import ProceduralDatasetConfig, generate_dataset
