@@ -91,7 +91,8 @@ def demo_methods(task: str) -> list[str]:
         config = read(path)
         if config.has_option("BuildReport", "methods"):
             methods = json.loads(config.get("BuildReport", "methods"))
-    return methods
+    # The committed 32-px checkpoint (luigi.cfg [generator.small32]) cannot generate the GPU configs' 64-px views.
+    return [method for method in methods if not method.startswith("small32/")]
 
 
 @pytest.mark.parametrize("task", sorted(GPU_CONFIGS))
@@ -112,7 +113,8 @@ def test_a_gpu_config_runs_the_gpu_presets_at_64_px_with_the_demos_methods(task)
 
     (report,) = by_family["BuildReport"]
     methods = json.loads(report["methods"])
-    assert methods == demo_methods(task)
+    # Every demo row that runs at 64 px, in the demo's order (the GPU configs add the X-UNet's other samplers).
+    assert [method for method in methods if method in demo_methods(task)] == demo_methods(task)
     scenes = {params["scene"] for params in by_family["GenerateViews"]}
     assert len(by_family["GenerateViews"]) == len(scenes) * len(methods)
     assert {params["sampling_steps"] for params in by_family["GenerateViews"]} == {"20"}
