@@ -28,14 +28,20 @@ def scene(size: int) -> MultiViewScene:
     return MultiViewScene(images, cameras(2, size, start=0.4))
 
 
-@pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    model = XUNet(MICRO)
+def random_xunet(config, seed: int) -> XUNet:
+    """An X-UNet whose zero-initialised layers are random too, so that its outputs depend on every input."""
+    torch.manual_seed(seed)
+    model = XUNet(config)
     with torch.no_grad():
         for parameter in model.parameters():
             if not parameter.any():
                 parameter.normal_(0, 0.1)
+    return model
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    model = random_xunet(MICRO, seed=0)
     return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "model", model, model, MICRO, step=1)
 
 
@@ -116,12 +122,7 @@ def test_a_checkpoint_plugged_in_as_a_denoiser_samples_as_the_built_in_generator
     from generators.registry import find_generators, parse_method
 
     config = replace(MICRO, logsnr_min=-12.0, logsnr_max=8.0)
-    torch.manual_seed(1)
-    model = XUNet(config)
-    with torch.no_grad():
-        for parameter in model.parameters():
-            if not parameter.any():
-                parameter.normal_(0, 0.1)
+    model = random_xunet(config, seed=1)
     folder = save_checkpoint(tmp_path / "ckpt", model, model, config, step=1)
     options = json.dumps({"checkpoint": str(folder)})
     generators = find_generators({"generator.mine": {"factory": "generators.xunet_generator:checkpoint_denoiser",
