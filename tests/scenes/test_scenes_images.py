@@ -70,6 +70,20 @@ def claimed_size_png(path, width: int, height: int) -> None:
                      + chunk(b"IDAT", rows) + chunk(b"IEND", b""))
 
 
+def decode_only(monkeypatch, size: tuple[int, int]) -> None:
+    """Let PIL decode only images of `size` (a reader's other, real views); any other decode fails the test."""
+    from PIL import ImageFile
+
+    load = ImageFile.ImageFile.load
+
+    def load_of_size(image):
+        if image.size != size:
+            pytest.fail(f"decoded {image.size} pixels")
+        return load(image)
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", load_of_size)
+
+
 @pytest.fixture
 def no_decoding(monkeypatch):
     """Make decoding pixels fail loudly: a check that must come from the header alone."""

@@ -168,19 +168,10 @@ def test_list_instances(tmp_path):
 
 
 def test_an_oversized_view_is_refused_before_it_is_decoded(instance, monkeypatch):
-    from PIL import ImageFile
-
-    from tests.scenes.test_scenes_images import claimed_size_png
+    from tests.scenes.test_scenes_images import claimed_size_png, decode_only
 
     _, folder = instance
     claimed_size_png(folder / "rgb" / "000001.png", 12000, 12000)
-    load = ImageFile.ImageFile.load
-
-    def load_small(image):
-        if image.size != (8, 8):
-            pytest.fail(f"decoded {image.size} pixels")
-        return load(image)
-
-    monkeypatch.setattr(ImageFile.ImageFile, "load", load_small)
+    decode_only(monkeypatch, (8, 8))
     with raises_naming(folder / "rgb" / "000001.png", "12000x12000", "intrinsics.txt declares 8x8"):
         read_srn_instance(folder)
