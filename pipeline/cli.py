@@ -114,6 +114,10 @@ def run(argv: list[str]) -> int:
         code = 0
     except SystemExit as finished:
         code = finished.code or 0
+    if code in (codes.already_running, codes.not_run) and task.complete():
+        # Other workers (another run on the same root, or a central scheduler's) built what this run asked for
+        # while it waited: the output is there and complete, so the run succeeded.
+        code = 0
     if code == 0:
         report = Path(output.path)
         print(f"\nnvsc: done. Output: {report.resolve()}")

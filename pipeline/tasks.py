@@ -34,6 +34,21 @@ from scenes.errors import InvalidInputError
 
 logger = logging.getLogger("nvsc.pipeline")
 
+
+class InputErrorsWithoutTraceback(logging.Filter):
+    """Luigi's worker logs every failed task with its traceback before `on_failure` explains it. Bad input is
+    explained by its message alone (file, problem, fix), so that record keeps its line and loses the traceback
+    that would bury the message under 25 lines of Luigi's frames; every other failure keeps its traceback."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and isinstance(record.exc_info[1], InvalidInputError):
+            record.exc_info, record.exc_text = None, None  # NvscTask.on_failure logs the message itself
+        return True
+
+
+# On Luigi's own logger, so it holds for `nvsc run` and the `luigi` command alike, and in forked workers.
+logging.getLogger("luigi-interface").addFilter(InputErrorsWithoutTraceback())
+
 # Every default lives in luigi.cfg. Luigi reads ./luigi.cfg and $LUIGI_CONFIG_PATH; where neither exists (a run
 # started from another folder), the project's own luigi.cfg supplies the defaults.
 PROJECT_CONFIG = Path(__file__).resolve().parent.parent / "luigi.cfg"

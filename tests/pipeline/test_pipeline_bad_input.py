@@ -28,6 +28,10 @@ def test_malformed_pose_is_named_and_nothing_is_written(tmp_path, external_datas
     result = runner("nvsc", "run", "PrepareDataset", "--PrepareDataset-source", str(external_dataset))
     assert result.returncode != 0
     assert "000003.txt" in result.stderr and "Fix:" in result.stderr
+    # One message, not Luigi's traceback of its worker frames before it.
+    assert "Traceback" not in result.stderr
+    # nvsc's own luigi.cfg gives Luigi nothing to warn about, so a warning that matters is not lost among them.
+    assert "Warning" not in result.stderr, result.stderr[:2000]
     assert runner.folders("PrepareDataset") == set()
 
     pose.write_text(good)
