@@ -10,6 +10,9 @@ SHELL := /bin/bash
 # Two Luigi workers of one thread each keep both cores busy: a NeRF fit or a training of one thread scales better
 # than one of two, and the controls' fits run while the generators train (pipeline/__init__.py sets the threads).
 WORKERS ?= 2
+# The test suite runs in as many pytest-xdist workers, one test file at a time each (a file's tests share its
+# module-scoped fixtures); tests/conftest.py gives each worker its share of the cores.
+TEST_WORKERS ?= 2
 VENV := .venv
 BIN := $(VENV)/bin
 # torch first, pinned, so pip takes the build already on this machine's disk instead of downloading a newer one.
@@ -39,7 +42,7 @@ gpu-benchmark: venv
 	PYTHON=$(BIN)/python benchmarks/pipeline_gpu.sh
 
 test: venv
-	$(BIN)/python -m pytest -q --durations=15
+	$(BIN)/python -m pytest -q --durations=15 -n $(TEST_WORKERS) --dist loadfile
 
 clean-runs:
 	rm -rf runs
