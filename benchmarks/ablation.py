@@ -25,7 +25,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -33,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from reports.degeneracy import degeneracy_check  # noqa: E402
 from reports.paired import paired_table  # noqa: E402
 from reports.run_folders import collect_run  # noqa: E402
-from reports.tables import FLAG_MARK, higher_is_better, summarize, wide  # noqa: E402
+from reports.tables import FLAG_MARK, summarize, summary_markdown, summary_text  # noqa: E402
 
 CONFIG = "configs/ablation-small32.cfg"
 #: The samplers compared, as the config names them: (a, b) reads "a against b".
@@ -87,27 +86,6 @@ def mean_over_seeds(tidy: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([means, missing, counts], axis=1).reset_index()
 
 
-def _cell(mean: float, low: float, high: float, metric: str) -> str:
-    if not np.isfinite(mean):
-        return "–"
-    digits = 1 if "psnr" in metric else 3
-    interval = f" [{low:.{digits}f}, {high:.{digits}f}]" if np.isfinite(low) else ""
-    return f"{mean:.{digits}f}{interval}"
-
-
-def summary_markdown(long: pd.DataFrame, flagged: set[tuple[str, str]], metrics: list[str]) -> str:
-    """Mean over scenes (of the seed means) with its 95% bootstrap interval; flagged cells marked."""
-    mean, low, high = (wide(long, field) for field in ("mean", "ci_low", "ci_high"))
-    metrics = [m for m in metrics if m in mean.columns]
-    rows = []
-    for method in mean.index:
-        cells = [_cell(mean.at[method, m], low.at[method, m], high.at[method, m], m) +
-                 (f" {FLAG_MARK}" if (method, m) in flagged else "") for m in metrics]
-        rows.append([method, *cells])
-    header = ["method", *[f"{m} {'↑' if higher_is_better(m) else '↓'}" for m in metrics]]
-    return pd.DataFrame(rows, columns=header).to_markdown(index=False)
-
-
 def seed_agreement(tidy: pd.DataFrame, seeds: list[int], metrics: list[str]) -> pd.DataFrame:
     """Per pair and score: in how many seeds, each compared alone over the scenes, `a` is ahead."""
     rows = {}
@@ -144,9 +122,7 @@ def ablation_markdown(root: Path, seeds: list[int]) -> str:
     scenes = averaged["scene"].nunique()
     long = summarize(averaged[["method", "scene", "metric", "value", "missing"]], method_order=order)
     flags = degeneracy_check(long)
-    models = [m for pair in PAIRS for m in pair]
-    models = list(dict.fromkeys(models))
-    flagged = {(method, metric) for method, metric in flags.flagged if method in models}
+    models = list(dict.fromkeys(m for pair in PAIRS for m in pair))
     paired = paired_table(averaged[["method", "scene", "metric", "value", "missing"]], PAIRS, METRICS)
     agreement = seed_agreement(tidy, seeds, METRICS)
     paired = paired.merge(agreement, on=["method_a", "method_b", "metric"], how="left")
@@ -156,7 +132,8 @@ def ablation_markdown(root: Path, seeds: list[int]) -> str:
         "",
         "### Scores (mean over scenes, 95% bootstrap interval over scenes)",
         "",
-        summary_markdown(long, flagged, METRICS),
+        # The pipeline's own report table (reports.tables), on the scores of this ablation.
+        summary_markdown(summary_text(long[long["metric"].isin(METRICS)], flagged=flags.flagged)),
         "",
         f"{FLAG_MARK}: a degenerate control (blur, blank, input copied, one view repeated, another object) beats or "
         "ties the method on this score, so the score alone cannot show the method is better than that control.",
