@@ -108,6 +108,12 @@ def run(argv: list[str]) -> int:
         root = Path(pipeline.tasks.nvsc().output_root)  # tasks that will not stage again leave theirs here too
         for family in (path for path in root.glob("*") if path.is_dir()):
             remove_stale_staging(family)
+        config = luigi.configuration.get_config()
+        if not config.has_option("core", "lock_pid_dir"):
+            # Luigi refuses a command line that runs already, keyed on its text alone: kept per output root, the
+            # same command in another project folder is not refused, while two runs on one root still meet here
+            # or, with other command lines, wait for each other's tasks (FolderTarget.claimed).
+            config.set("core", "lock_pid_dir", str((root / ".luigi-locks").resolve()))
         codes = luigi.retcodes.retcode()  # [retcode] of luigi.cfg: the exit codes of the `luigi` command
     try:  # Luigi's own run, with the `luigi` command's exit codes
         luigi.retcodes.run_with_retcodes(luigi_args)

@@ -7,6 +7,7 @@ stage after it new folders, while the stages before it stay complete and are not
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import logging
@@ -57,6 +58,27 @@ class FolderTarget(luigi.LocalTarget):
 
     def exists(self) -> bool:
         return (self.folder / PROVENANCE_FILE).is_file()
+
+    @contextmanager
+    def claimed(self) -> Iterator[None]:
+        """Hold this folder's lock (`<root>/.locks/<Task>/<name>.lock`) while a task computes it.
+
+        Luigi keeps one run's workers from running a task twice, but two runs on one output root (other command
+        lines, other schedulers) do not know of each other: the second would compute the same folder again, into
+        the same work folders. Holding the lock, the second waits for the first and then finds the folder
+        complete. The lock is the kernel's (`flock`), so a killed task releases it; runs in other output roots
+        never share one.
+        """
+        # Outside the task's folder, so that a failed task leaves nothing there; never deleted, since removing a
+        # lock file that another process may just have opened would let two processes hold "the" lock.
+        lock = self.folder.parent.parent / ".locks" / self.folder.parent.name / f"{self.folder.name}.lock"
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
 
     @contextmanager
     def staging(self, task: luigi.Task) -> Iterator[Path]:

@@ -101,8 +101,12 @@ class NvscTask(luigi.Task):
     def run(self):
         self.check_parameters()
         self.check_inputs()
-        with self.output().staging(self) as folder:
-            self.produce(folder)
+        with self.output().claimed():
+            if self.complete():  # another run on this output root computed it while this one waited
+                logger.info("%s: completed by another run meanwhile; using its output", self.task_id)
+                return
+            with self.output().staging(self) as folder:
+                self.produce(folder)
 
     def on_failure(self, exception):
         # Bad input is explained by its message (file, problem, fix); a traceback would only bury it.

@@ -150,3 +150,58 @@ def test_nvsc_run_removes_stale_staging_folders_of_every_task(tmp_path):
     result = PipelineRunner(tmp_path)("nvsc", "run", "PrepareDataset")
     assert result.returncode == 0, result.stderr[-3000:]
     assert not stale.exists() and (tmp_path / "runs" / "FitNeRF").is_dir()
+
+
+class Counted(NvscTask):
+    """Counts its computations in a file outside the output root, and takes a while to compute."""
+
+    log = luigi.Parameter(significant=False)
+
+    def produce(self, folder):
+        with open(self.log, "a") as log:
+            log.write(f"{os.getpid()}\n")
+        (folder / "partial.txt").write_text("half done")
+        release = Path(self.log).with_suffix(".release")
+        while not release.is_file():
+            time.sleep(0.02)
+
+
+class NeedsCounted(NvscTask):
+    log = luigi.Parameter(significant=False)
+
+    def requires(self):
+        return Counted(log=self.log)
+
+    def produce(self, folder):
+        (folder / "done.txt").write_text("ok")
+
+
+BUILD = ("import sys, luigi; luigi.configuration.get_config().set('nvsc', 'output_root', sys.argv[1]); "
+         "import tests.pipeline.test_pipeline_outputs as t; "
+         "sys.exit(0 if luigi.build([getattr(t, sys.argv[2])(log=sys.argv[3])], local_scheduler=True, "
+         "log_level='WARNING') else 1)")
+
+
+def test_two_runs_on_one_root_compute_a_shared_task_once(output_root, tmp_path):
+    # Two local schedulers with different command lines know nothing of each other: the second, started while
+    # the first computes the task both need, waits for it and uses its folder instead of computing it again
+    # into the same place.
+    log = tmp_path / "computations.txt"
+
+    def build(task):
+        return subprocess.Popen([sys.executable, "-c", BUILD, str(output_root), task, str(log)], cwd=ROOT,
+                                env={**os.environ, "PYTHONPATH": str(ROOT)})
+
+    first = build("Counted")
+    deadline = time.monotonic() + 60
+    while not log.is_file() and time.monotonic() < deadline:  # the first is inside produce
+        time.sleep(0.02)
+    second = build("NeedsCounted")
+    deadline = time.monotonic() + 8  # long enough for the second to reach Counted, and compute it if it would
+    while len(log.read_text().splitlines()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    log.with_suffix(".release").write_text("")
+    assert first.wait(timeout=120) == 0 and second.wait(timeout=120) == 0
+    assert len(log.read_text().splitlines()) == 1, "the shared task was computed twice"
+    assert (NeedsCounted(log=str(log)).output().folder / "done.txt").is_file()
+    assert [p.name for p in (output_root / "Counted").iterdir()] == [Counted(log=str(log)).output().folder.name]
