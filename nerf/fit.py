@@ -125,6 +125,12 @@ def check_config(config: NeRFConfig) -> None:
     check_occupancy_config(config.occupancy)
     if config.weight_decay < 0:
         raise InvalidInputError("NeRFConfig.weight_decay", f"negative ({config.weight_decay})", "use 0 or more")
+    if config.scene_box is not None:
+        box = np.asarray(config.scene_box, dtype=float)
+        if box.shape != (2, 3) or not np.all(np.isfinite(box)) or not np.all(box[0] < box[1]):
+            raise InvalidInputError("NeRFConfig.scene_box", f"expected [[xmin, ymin, zmin], [xmax, ymax, zmax]] "
+                                                            f"with min < max, got {config.scene_box}",
+                                    "give the box around the object in the cameras' world coordinates")
     background = np.asarray(config.background, dtype=float)
     if background.shape != (3,) or not np.all((background >= 0) & (background <= 1)):
         raise InvalidInputError("NeRFConfig.background", f"expected 3 values in [0, 1], got {config.background}",

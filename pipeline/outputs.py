@@ -44,6 +44,11 @@ def _flatten(requirements) -> list[luigi.Task]:
 def signature(task: luigi.Task) -> str:
     """Hash of the task family, its significant parameters and the signatures of all tasks it requires."""
     params = task.to_str_params(only_significant=True, only_public=True)
+    # A parameter added later leaves the signature alone at the value that reproduces the old behaviour, so the
+    # outputs computed before it existed stay valid (`hash_neutral`: name -> serialised value).
+    for name, value in getattr(task, "hash_neutral", {}).items():
+        if params.get(name) == value:
+            del params[name]
     upstream = sorted(signature(t) for t in _flatten(task.requires()))
     text = json.dumps({"family": task.get_task_family(), "params": params, "upstream": upstream}, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:12]

@@ -157,7 +157,7 @@ class PrepareDataset(NvscTask):
         from scenes.dataset import validate_dataset
 
         if self.source not in RENDERED_SOURCES:
-            validate_dataset(Path(self.source), image_size=self.image_size)
+            validate_dataset(Path(self.source), image_size=self.image_size, check_test_scene=check_object_cameras)
 
     def produce(self, folder: Path) -> None:
         from scenes.dataset import generate_dataset
@@ -186,6 +186,24 @@ class PrepareDataset(NvscTask):
 
 #: Values of PrepareDataset.source that render a dataset rather than read one.
 RENDERED_SOURCES = ("procedural", "panorama")
+
+
+def check_object_cameras(folder: Path, scene) -> None:
+    """Refuse, when the dataset is prepared, a test scene whose cameras give FitNeRF no box around an object
+    (optical axes parallel, or a camera that does not see where the others look), unless `[FitNeRF] scene_box`
+    sets one: otherwise the run would fail minutes later, in the first fit."""
+    from nerf.scene_box import scene_box_from_cameras
+
+    if FitNeRF.scene_box.task_value("FitNeRF", "scene_box"):
+        return
+    try:
+        scene_box_from_cameras(scene.cameras)
+    except InvalidInputError as error:
+        raise InvalidInputError(f"cameras of test scene {folder}", f"{error.problem}, so the NeRF has no box "
+                                "around an object (nvsc's NeRF score is for object-centric captures)",
+                                "set the box in the cameras' world coordinates: `scene_box = [[xmin, ymin, zmin], "
+                                "[xmax, ymax, zmax]]` under [FitNeRF] in luigi.cfg, or --FitNeRF-scene-box "
+                                "'[[-1, -1, -1], [1, 1, 1]]'") from None
 
 
 def dataset_root(prepare: PrepareDataset) -> Path:
@@ -551,7 +569,12 @@ class FitNeRF(SceneMethodTask):
     background = luigi.ListParameter(description="RGB in [0, 1] behind the object, the colour the views were "
                                                  "composited on (white for nvsc's datasets).")
     seed = luigi.IntParameter(description="Seed of initialisation, ray batches and the train_fraction draw.")
+    scene_box = luigi.ListParameter(default=[], description="[[xmin, ymin, zmin], [xmax, ymax, zmax]]: the NeRF's "
+                                                            "box in the cameras' world coordinates; empty: the "
+                                                            "cube every camera sees whole (nerf.scene_box).")
     device = luigi.Parameter(significant=False, description="`auto`, `cpu` or `cuda`.")
+    # The box from the cameras is what every fit before the option did: its folders keep their names.
+    hash_neutral = {"scene_box": "[]"}
 
     def requires(self):
         return GenerateViews(scene=self.scene, method=self.method)
@@ -570,7 +593,8 @@ class FitNeRF(SceneMethodTask):
 
         config = replace(NeRFConfig(), steps=self.steps, time_budget_s=self.time_budget_s,
                          rays_per_batch=self.rays_per_batch, samples_per_ray=self.samples_per_ray,
-                         background=tuple(self.background), seed=self.seed, device=self.device)
+                         background=tuple(self.background), seed=self.seed, device=self.device,
+                         scene_box=tuple(tuple(corner) for corner in self.scene_box) if self.scene_box else None)
         check_config(config)
         return config
 

@@ -102,11 +102,13 @@ def instance_names(config: ProceduralDatasetConfig, split: str) -> list[str]:
     return [job.name for job in _procedural_jobs(config) if job.split == split]
 
 
-def validate_dataset(root: Path, image_size: int | None = None) -> list[Path]:
+def validate_dataset(root: Path, image_size: int | None = None,
+                     check_test_scene: Callable[[Path, MultiViewScene], None] | None = None) -> list[Path]:
     """Read every instance of an SRN-layout dataset once, so a bad file stops a run before it writes anything.
 
     Returns the instance folders of every split; raises `InvalidInputError` naming the first bad file. Depth maps are
-    optional; an instance that has them must have a valid one per view.
+    optional; an instance that has them must have a valid one per view. `check_test_scene(folder, scene)` checks
+    each test instance further (e.g. that its cameras suit the scoring), while it is read anyway.
     """
 
     instances = []
@@ -116,8 +118,11 @@ def validate_dataset(root: Path, image_size: int | None = None) -> list[Path]:
         except InvalidInputError:
             if split != "val":  # a dataset needs train and test instances; val is optional
                 raise
+    test_instances = set(list_srn_instances(Path(root), "test"))
     for folder in tqdm(instances, desc="checking dataset", unit="instance", disable=None):
-        read_srn_instance(folder, image_size=image_size)
+        scene = read_srn_instance(folder, image_size=image_size)
+        if check_test_scene is not None and folder in test_instances:
+            check_test_scene(folder, scene)
         if has_srn_depth(folder):
             read_srn_depth(folder)
     return instances

@@ -50,7 +50,9 @@ def test_fit_learns_and_render_views_format(scene):
                                                (dict(background=(1.0, 2.0, 0.0)), "background"),
                                                (dict(device="tpu"), "device"), (dict(lr=-1.0), "lr"),
                                                (dict(time_budget_s=-1.0), "time_budget"),
-                                               (dict(occupancy=OccupancyConfig(resolution=0)), "resolution")])
+                                               (dict(occupancy=OccupancyConfig(resolution=0)), "resolution"),
+                                               (dict(scene_box=((1, 1, 1), (-1, -1, -1))), "scene_box"),
+                                               (dict(scene_box=((0, 0), (1, 1))), "scene_box")])
 def test_bad_configs_are_refused(scene, change, parameter):
     with pytest.raises(InvalidInputError, match=parameter):
         fit_nerf(scene, dataclasses.replace(TINY, **change))

@@ -3,6 +3,7 @@ a rerun after the fix goes on from what was already complete."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from scenes.dataset import ProceduralDatasetConfig, generate_dataset
@@ -107,3 +108,23 @@ def test_an_interrupt_says_what_is_kept_instead_of_a_traceback(monkeypatch, caps
     monkeypatch.setitem(cli.COMMANDS, "run", interrupted)
     assert cli.main(["run"]) == 130
     assert "interrupted. What was complete is kept" in capsys.readouterr().err
+
+
+def test_cameras_that_look_at_no_common_point_are_refused_when_the_dataset_is_prepared(tmp_path, external_dataset):
+    # A forward-facing capture (parallel optical axes) used to pass PrepareDataset and fail in the first FitNeRF,
+    # with advice to set a field no option reached.
+    for index, pose in enumerate(sorted((external_dataset / "mug_test" / "mug_0001" / "pose").glob("*.txt"))):
+        c2w = np.eye(4)
+        c2w[0, 3], c2w[2, 3] = 0.1 * index, -2.0
+        pose.write_text(" ".join(f"{v:g}" for v in c2w.ravel()))
+    runner = PipelineRunner(tmp_path)
+    result = runner("nvsc", "run", "PrepareDataset", "--PrepareDataset-source", str(external_dataset))
+    assert result.returncode != 0
+    assert "cameras of test scene" in result.stderr and "mug_0001" in result.stderr
+    assert "--FitNeRF-scene-box" in result.stderr and "Traceback" not in result.stderr
+    assert runner.folders("PrepareDataset") == set()
+    # The remedy the message names is reachable from the command line (and so from luigi.cfg).
+    result = runner("nvsc", "run", "PrepareDataset", "--PrepareDataset-source", str(external_dataset),
+                    "--FitNeRF-scene-box", "[[-1, -1, -1], [1, 1, 1]]")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(runner.folders("PrepareDataset")) == 1

@@ -58,6 +58,21 @@ def test_signature_follows_significant_parameters_and_upstream():
     assert Downstream(upstream_value=1).output().path != Downstream(upstream_value=2).output().path
 
 
+class WithNewOption(Upstream):
+    option = luigi.ListParameter(default=[])
+    hash_neutral = {"option": "[]"}
+
+
+def test_a_parameter_added_later_keeps_old_folders_at_its_neutral_value():
+    # The signature of a task without the option, computed the same way: family, parameters, upstream.
+    old = Upstream(value=1)
+    neutral, other = WithNewOption(value=1), WithNewOption(value=1, option=[1, 2])
+    assert neutral.to_str_params(only_significant=True)["option"] == "[]"
+    assert signature(neutral) != signature(other)
+    params = {k: v for k, v in neutral.to_str_params(only_significant=True, only_public=True).items() if k != "option"}
+    assert params == old.to_str_params(only_significant=True, only_public=True)
+
+
 def test_complete_output_has_data_and_provenance(output_root):
     assert luigi.build([Downstream()], local_scheduler=True, log_level="WARNING")
     folder = Downstream().output().folder
