@@ -113,7 +113,9 @@ def run(argv: list[str]) -> int:
             # Luigi refuses a command line that runs already, keyed on its text alone: kept per output root, the
             # same command in another project folder is not refused, while two runs on one root still meet here
             # or, with other command lines, wait for each other's tasks (FolderTarget.claimed).
-            config.set("core", "lock_pid_dir", str((root / ".luigi-locks").resolve()))
+            lock_dir = (root / ".luigi-locks").resolve()
+            lock_dir.mkdir(parents=True, exist_ok=True)  # Luigi makes only the last folder of the path
+            config.set("core", "lock_pid_dir", str(lock_dir))
         codes = luigi.retcodes.retcode()  # [retcode] of luigi.cfg: the exit codes of the `luigi` command
     try:  # Luigi's own run, with the `luigi` command's exit codes
         luigi.retcodes.run_with_retcodes(luigi_args)

@@ -64,6 +64,14 @@ class FolderTarget(luigi.LocalTarget):
     def exists(self) -> bool:
         return (self.folder / PROVENANCE_FILE).is_file()
 
+    def stamp(self) -> tuple[int, int] | None:
+        """Which completion of this folder is in place (its provenance file's inode and mtime), None if none."""
+        try:
+            status = (self.folder / PROVENANCE_FILE).stat()
+        except FileNotFoundError:
+            return None
+        return status.st_ino, status.st_mtime_ns
+
     @contextmanager
     def claimed(self) -> Iterator[None]:
         """Hold this folder's lock (`<root>/.locks/<Task>/<name>.lock`) while a task computes it.

@@ -101,8 +101,12 @@ class NvscTask(luigi.Task):
     def run(self):
         self.check_parameters()
         self.check_inputs()
+        found = self.output().stamp()  # the folder as this run found it: absent, or one to compute again
         with self.output().claimed():
-            if self.complete():  # another run on this output root computed it while this one waited
+            # Another run on this output root computed it while this one waited for the lock. Comparing the
+            # completions, not complete() alone: a task whose folder exists but whose inputs were redone (a report
+            # over rescored scenes) is complete() once they are, yet its own folder is still the old one.
+            if self.output().stamp() != found and self.complete():
                 logger.info("%s: completed by another run meanwhile; using its output", self.task_id)
                 return
             with self.output().staging(self) as folder:
