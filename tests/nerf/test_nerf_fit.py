@@ -60,7 +60,9 @@ def test_bad_configs_are_refused(scene, change, parameter):
 
 def test_time_budget_stops_the_fit_early(scene):
     fitted = fit_nerf(scene, dataclasses.replace(TINY, steps=100_000, time_budget_s=0.3))
-    assert 0 < fitted.steps < 100_000 and 0.3 <= fitted.seconds < 2.0
+    # Stopped by the budget (100,000 steps take minutes), not after it: no upper wall-clock bound, which a busy
+    # machine would break.
+    assert 0 < fitted.steps < 100_000 and fitted.seconds >= 0.3
     assert fit_nerf(scene, TINY).steps == TINY.steps
 
 
