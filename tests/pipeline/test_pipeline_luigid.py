@@ -78,3 +78,37 @@ def test_the_same_run_started_twice_stops_the_second_without_a_failure(tmp_path)
     finally:
         output, _ = first.communicate(timeout=600)
     assert first.returncode == 0, output[-3000:]
+
+
+def test_two_different_runs_on_one_central_scheduler_share_their_tasks_and_both_succeed(tmp_path):
+    # Two command lines asking for different reports on one output root, through one luigid: the scheduler
+    # hands each shared task to one worker, the other waits for it (--worker-keep-alive), each task runs once,
+    # and both runs exit 0 with their reports built.
+    runner = PipelineRunner(tmp_path)
+    port = free_port()
+    (tmp_path / "logs").mkdir()
+    luigid = subprocess.Popen(
+        [str(BIN / "luigid"), "--address", "127.0.0.1", "--port", str(port), "--pidfile", str(tmp_path / "pid"),
+         "--logdir", str(tmp_path / "logs"), "--state-path", str(tmp_path / "state.pickle")],
+        cwd=tmp_path, env=runner.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for_port(port)
+        runs = [subprocess.Popen(
+            [str(BIN / "nvsc"), "run", "--scheduler-host", "127.0.0.1", "--scheduler-port", str(port),
+             "--workers", "2", "--worker-keep-alive", "--BuildReport-methods", methods],
+            cwd=tmp_path, env=runner.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            for methods in ('["ground_truth", "noise"]', '["ground_truth", "perturbed"]')]
+        outputs = [run.communicate(timeout=600)[0] for run in runs]
+    finally:
+        luigid.terminate()
+        luigid.wait(timeout=10)
+    for run, output in zip(runs, outputs):
+        assert run.returncode == 0, output[-3000:]
+        assert "nvsc: done." in output
+    started = [line.split(" running ", 1)[1].strip() for output in outputs for line in output.splitlines()
+               if " running " in line and "Worker(" in line]
+    assert started and len(started) == len(set(started)), "a task ran twice"
+    assert sum("PrepareDataset(" in task for task in started) == 1
+    assert len(runner.folders("BuildReport")) == 2
+    assert len(runner.folders("ScoreScene")) == 3  # one scene x {ground truth, noise, perturbed}
+    assert not list((tmp_path / "runs").glob("*/.*.tmp-*"))
