@@ -40,7 +40,7 @@ PAIRS = [("small32/stochastic", "small32/naive"), ("small32/stochastic", "small3
          ("small32/naive", "small32/markovian")]
 #: Scores of the tables: 3DiM's NeRF score, the ones degenerate views cannot win, TSED and the geometry.
 METRICS = ["consistency_psnr", "consistency_ssim", "distilled_psnr", "distilled_ssim", "fidelity_psnr",
-           "fidelity_ssim", "fidelity_sharpness", "tsed", "geometry_iou", "geometry_depth_l1"]
+           "fidelity_ssim", "fidelity_sharpness", "faithfulness_psnr", "tsed", "geometry_iou", "geometry_depth_l1"]
 
 
 def run_seeds(root: Path, seeds: list[int], workers: int, overrides: list[str]) -> None:

@@ -671,7 +671,7 @@ class ScoreScene(SceneMethodTask):
     def produce(self, folder: Path) -> None:
         from pandas import concat
 
-        from reports.scoring import score_scene
+        from reports.scoring import faithfulness_rows, score_scene
         from scenes.transforms_json import read_transforms
 
         upstream = self.requires()
@@ -681,25 +681,31 @@ class ScoreScene(SceneMethodTask):
         input_view = upstream["views"].input_view
         tidy, per_view, tsed_pairs = score_scene(views, renders, truth, input_view, method=self.method,
                                                  scene=self.scene, config=self.scoring_config())
-        geometry = self.geometry_rows(renders, truth)
-        if geometry is not None:
-            tidy = concat([tidy, geometry], ignore_index=True)
+        depth = self.true_depth(truth)
+        if depth is not None:  # scores against the truth's geometry: the distilled NeRF's, and faithfulness
+            tidy = concat([tidy, self.geometry_rows(renders, truth, depth)], ignore_index=True)
+            faithful, faithful_per_view = faithfulness_rows(views, truth, depth, input_view, method=self.method,
+                                                            scene=self.scene)
+            tidy = concat([tidy, faithful], ignore_index=True)
+            per_view = concat([per_view, faithful_per_view], ignore_index=True)
         tidy.to_csv(folder / "scores.csv", index=False)
         per_view.to_csv(folder / "per_view.csv", index=False)
         tsed_pairs.to_csv(folder / "tsed_pairs.csv", index=False)
 
-
-    def geometry_rows(self, renders, truth):
-        """The geometry scores of the distilled NeRF against the dataset's depth (none without depth)."""
-        from reports.scoring import geometry_rows
+    def true_depth(self, truth):
+        """The dataset's depth [N, S, S] of the scene's views in the order of `truth` (None without depth)."""
         from scenes.srn import has_srn_depth
 
-        upstream = self.requires()
-        scene_folder = instance_folder(upstream["dataset"], "test", self.scene)
-        if not has_srn_depth(scene_folder):
-            return None
-        depth = load_depth(upstream["dataset"], scene_folder)[[truth.names.index(n) for n in renders.names]]
-        return geometry_rows(upstream["renders"].output().folder / "geometry.npz", depth, renders,
+        dataset = self.requires()["dataset"]
+        scene_folder = instance_folder(dataset, "test", self.scene)
+        return load_depth(dataset, scene_folder) if has_srn_depth(scene_folder) else None
+
+    def geometry_rows(self, renders, truth, depth):
+        """The geometry scores of the distilled NeRF against the dataset's depth at the held-out cameras."""
+        from reports.scoring import geometry_rows
+
+        return geometry_rows(self.requires()["renders"].output().folder / "geometry.npz",
+                             depth[[truth.names.index(n) for n in renders.names]], renders,
                              method=self.method, scene=self.scene)
 
 

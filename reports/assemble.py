@@ -423,7 +423,7 @@ def _accumulation_section(frame: pd.DataFrame, order: list[str], folder: Path, n
 
 #: Scores compared method against method on the same scenes, when present.
 PAIRED_METRICS = ("consistency_psnr", "consistency_ssim", "distilled_psnr", "distilled_ssim", "distilled_lpips",
-                  "fidelity_psnr", "fidelity_ssim", "tsed", "overlap_psnr", "rotation_tsed")
+                  "fidelity_psnr", "fidelity_ssim", "faithfulness_psnr", "tsed", "overlap_psnr", "rotation_tsed")
 
 
 def _tsed_curve(runs: list[RunResults], labels: dict[tuple[str, str], str], order: list[str],

@@ -25,6 +25,7 @@ import torch
 
 from reports import weights
 from reports.error_accumulation import tsed_pairs_by_distance
+from reports.faithfulness import FaithfulnessConfig, faithfulness_per_view, nearest_views
 from reports.metrics import per_view_scores, sharpness
 from reports.tables import FID_MIN_IMAGES
 from reports.tsed import TSEDConfig
@@ -159,6 +160,25 @@ def geometry_rows(geometry_file: Path, true_depth: np.ndarray, renders: MultiVie
     return pd.DataFrame({"method": method, "scene": scene, "metric": [f"geometry_{k}" for k in scores],
                          "value": list(scores.values()), "missing": [missing.get(k, "") for k in scores]}
                         )[SCENE_COLUMNS]
+
+
+def faithfulness_rows(views: MultiViewScene, truth: MultiViewScene, true_depth: np.ndarray, input_view: int, *,
+                      method: str, scene: str, config: FaithfulnessConfig = FaithfulnessConfig()
+                      ) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Tidy row `faithfulness_psnr` (`reports.faithfulness`: the views at the cameras nearest the input against the
+    input view carried there through the true depth [N, H, W] of every truth view), and its per-view rows
+    (kind `faithfulness`: view, psnr, coverage) for `per_view.csv`."""
+    targets = nearest_views(truth.cameras, input_view, config.nearest)
+    names = [truth.names[i] for i in targets]
+    scores = faithfulness_per_view(_views_named(views, names, "generated views"), targets,
+                                   truth.images[input_view], true_depth, truth.cameras, input_view, config)
+    per_view = pd.DataFrame(scores).assign(view=names, kind="faithfulness", method=method, scene=scene)
+    seen = per_view["psnr"].dropna()
+    value = float(seen.mean()) if len(seen) else np.nan
+    missing = "" if len(seen) else f"the input view sees none of the object at views {names}"
+    tidy = pd.DataFrame([{"method": method, "scene": scene, "metric": "faithfulness_psnr", "value": value,
+                          "missing": missing}])[SCENE_COLUMNS]
+    return tidy, per_view
 
 
 def _stack(scenes: list[MultiViewScene], truths: list[MultiViewScene], input_view: int

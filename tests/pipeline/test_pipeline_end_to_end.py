@@ -47,6 +47,10 @@ def test_report_has_its_rows_with_numbers_from_the_run(tiny_pipeline):
     assert any(line.startswith(("FLAG xunet/stochastic", "xunet/stochastic: beats")) for line in controls.splitlines())
     assert {"distilled_ssim", "geometry_iou", "geometry_chamfer", "fidelity_sharpness"} <= set(summary.columns)
     assert summary.loc["blank", "geometry_iou"] < summary.loc["ground_truth", "geometry_iou"]
+    # Faithfulness to the input: the truth's views near the input camera show what the input shows; blank views
+    # and another object's do not.
+    for control in ("blank", "other_scene"):
+        assert summary.loc[control, "faithfulness_psnr"] < summary.loc["ground_truth", "faithfulness_psnr"] - 3
     assert "noise floor of consistency_psnr (ground_truth, 3 NeRF seeds" in controls
     for name in ("paired.csv", "noise_floor.csv", "degeneracy_flags.csv", "tsed_threshold_curve.csv"):
         assert (report / name).is_file(), name
