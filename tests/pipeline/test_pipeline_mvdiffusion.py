@@ -12,13 +12,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import scenes.srn
 from scenes.transforms_json import read_transforms
 from tests.pipeline.conftest import PipelineRunner
 
-pytestmark = [pytest.mark.slow,
-              pytest.mark.skipif(not hasattr(scenes.srn, "read_srn_depth"),
-                                 reason="the dataset writes no depth maps yet (scenes.srn.read_srn_depth)")]
+pytestmark = pytest.mark.slow
 
 
 def test_mvdiffusion_runs_through_the_pipeline(tmp_path):
