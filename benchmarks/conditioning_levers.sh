@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Levers against the X-UNet's conditioning plateau, side by side on one GPU: each variant trains in its own process
 # for the same wall-clock budget on the demo's task (pairs of different views of the procedural objects at 32 px)
-# and prints the conditioning probe (tests/generators/conditioning_probe.py: x0 MSE with the right conditioning
+# and prints the conditioning probe (benchmarks/conditioning_probe.py: x0 MSE with the right conditioning
 # view / another scene's view, on the held-out scenes and on train scenes) every EVAL_EVERY steps.
 #
 #   benchmarks/conditioning_levers.sh DATA_ROOTS_DIR OUT_DIR [VARIANT ...]
@@ -39,7 +39,7 @@ names=("$@")
 pids=()
 for name in "${names[@]}"; do
   # shellcheck disable=SC2086 # the variant's words are arguments
-  "$PYTHON" -m tests.generators.conditioning_probe --device cuda --size 32 --steps 1000000 --lr 2e-3 \
+  "$PYTHON" -m benchmarks.conditioning_probe --device cuda --size 32 --steps 1000000 --lr 2e-3 \
       --eval-every "$EVAL_EVERY" --time-budget "$BUDGET" ${VARIANTS[$name]} > "$out/$name.log" 2>&1 &
   pids+=($!)
 done

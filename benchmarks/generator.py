@@ -4,10 +4,11 @@ time of guided ancestral sampling beside the time of its bare forward passes.
     python benchmarks/generator.py --preset 3dim-64 --out reports/benchmarks/generator.md
 
 Reference column: the public PyTorch port of 3DiM's X-UNet at the same size (ch=128), 79.8 images/s with bf16
-autocast at batch 32 on the same H100 (ANCHORS.md); it runs out of memory at batch 128. FLOPs are counted with
-`torch.utils.flop_counter` (matrix products and convolutions of one training step, forward and backward) and divided
-by the measured bf16 peak of 798 TFLOP/s. Training runs the real `TrainingRun.train_step` (noise draw, bf16
-autocast, backward, clipping, fused AdamW, EMA) on batches drawn by `DevicePairBatches` from synthetic scenes.
+autocast at batch 32 on the same H100 (reports/benchmarks/peers.md); it runs out of memory at batch 128. FLOPs are
+counted with `torch.utils.flop_counter` (matrix products and convolutions of one training step, forward and
+backward) and divided by the measured bf16 peak of 798 TFLOP/s. Training runs the real `TrainingRun.train_step`
+(noise draw, bf16 autocast, backward, clipping, fused AdamW, EMA) on batches drawn by `DevicePairBatches` from
+synthetic scenes.
 Sampling times a slice of the 256 steps (every step does the same work) and scales to 256.
 """
 
@@ -49,8 +50,8 @@ def loss_text(loss: float) -> str:
     return f"{loss:.4f}" if math.isfinite(loss) else f"{loss} (diverged: not a training step's timing)"
 
 
-PORT_IMAGES_PER_S = 79.8  #: public port, 3dim-64 size, bf16 autocast, batch 32, H100 (ANCHORS.md)
-PEAK_FLOPS = 798e12  #: measured bf16 dense matrix product on the H100 (ANCHORS.md)
+PORT_IMAGES_PER_S = 79.8  #: public port, 3dim-64 size, bf16 autocast, batch 32, H100 (reports/benchmarks/peers.md)
+PEAK_FLOPS = 798e12  #: measured bf16 dense matrix product on the H100 (reports/benchmarks/peers.md)
 DEVICE = torch.device("cuda")  #: --device cpu smoke-tests this script with --preset tiny
 
 

@@ -2,7 +2,7 @@
 
 (a) Throughput (default): hash encoding + MLP forward + backward + Adam, points/s, for nerfstudio's torch
     `HashEncoding` and our backends, with the same MLP (32-64-64-16) in float32 and in bfloat16. The workload is
-    ANCHORS.md's: 16 levels, 2^19 entries per level, 2 features, resolutions 16..1024.
+    reports/benchmarks/peers.md's: 16 levels, 2^19 entries per level, 2 features, resolutions 16..1024.
     With `--cuda-graphs` every step is a captured CUDA graph, as our fits' steps are on a GPU (`nerf/train_step.py`):
     the bf16 Triton row is then our default GPU step.
 (b) Fitting (`--fit`): a procedural object seen by 50 cameras at 64x64 and 128x128, 40 views to fit and 10 held

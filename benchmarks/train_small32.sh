@@ -33,7 +33,7 @@ timeout "$BUDGET" "$PYTHON" -m pipeline.cli generator train --data "$data" --out
     --steps 40000 --batch-size 128 --lr 2e-3 --warmup-steps 200 --checkpoint-every 250 --loss v --device cuda \
     2>&1 | grep -v "^$" | tee -a "$out/train.log" | grep -E "step [0-9]+/[0-9]+: loss" | awk 'NR % 10 == 0' || true
 if [ "$PROBE" = 1 ]; then
-  "$PYTHON" -m tests.generators.conditioning_probe --checkpoint "$ckpt" --data "$data" --device cuda 2>&1 \
+  "$PYTHON" -m benchmarks.conditioning_probe --checkpoint "$ckpt" --data "$data" --device cuda 2>&1 \
       | tee "$out/probe.log"
 fi
 # The checkpoint (with its resume state) comes back to be carried into the next piece.

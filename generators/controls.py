@@ -14,8 +14,9 @@ seed. Two families:
   cannot win (fidelity, the distilled NeRF's fidelity to the real views, sharpness) show what they lack. The
   report checks every method against them (`reports.degeneracy`).
 
-Learned consistency scores are known to rate such controls as consistent (MEt3R, see ANCHORS.md), which is why
-nvsc reports them beside every method. Each control states what it is expected to do (`Control.expectation`).
+Learned consistency scores are known to rate such controls as consistent (MEt3R, see
+reports/benchmarks/peers.md), which is why nvsc reports them beside every method. Each control states what it is
+expected to do (`Control.expectation`).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ ignores its conditioning view until attention has learned correspondences. On th
 conditioning view, same camera) `tiny` at 32 px, batch 16, lr 2e-3 shows no use of the view for 1000 steps and a
 strong one at 1400 (x0 MSE at logSNR -2 with the right / another view: 0.094/0.096 at step 1000, 0.025/0.178 at
 1400), where the concat-UNet uses it from step 100. A model trained inside that plateau (the CPU demo's 400 steps)
-samples views that do not depend on the input view. Measured by tests/generators/conditioning_probe.py. On the demo's
+samples views that do not depend on the input view. Measured by benchmarks/conditioning_probe.py. On the demo's
 real task (different views, another scene's view as the wrong one) `tiny` leaves the plateau within 500-900 steps
 of batch 128 on an H100, and much further with `prediction = "v"` and the v loss, which weigh the noisy levels where
 the view matters (reports/benchmarks/trained_model.md).

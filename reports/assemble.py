@@ -37,8 +37,8 @@ from scenes.errors import InvalidInputError
 
 logger = logging.getLogger(__name__)
 
-#: Controls that must order as upper > middle > lower on every consistency score (ANCHORS.md: a score is only
-#: believed beside controls that pin its range).
+#: Controls that must order as upper > middle > lower on every consistency score (a score is only believed beside
+#: controls that pin its range: reports/benchmarks/peers.md).
 CONTROL_ORDER = ("ground_truth", "perturbed", "noise")
 #: Further lower bound, checked against the upper bound only.
 SHUFFLED = "shuffled_cameras"

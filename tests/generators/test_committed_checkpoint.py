@@ -9,7 +9,7 @@ import torch
 from generators.checkpoint import load_checkpoint
 from scenes.dataset import ProceduralDatasetConfig, generate_dataset
 from scenes.srn import list_srn_instances, read_srn_instance
-from tests.generators.conditioning_probe import probe_batch, x0_errors
+from benchmarks.conditioning_probe import probe_batch, x0_errors
 
 CHECKPOINT = Path(__file__).resolve().parents[2] / "checkpoints" / "small-32"
 

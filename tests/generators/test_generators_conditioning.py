@@ -1,7 +1,7 @@
 """How the X-UNet's conditioning view reaches its prediction: only through cross-frame attention, per example, at
 the configured classifier-free dropout rate, and (after brief training on a copy task) measurably used.
 
-See tests/generators/conditioning_probe.py for the toy task, the measurement and the numbers behind these tests.
+See benchmarks/conditioning_probe.py for the toy task, the measurement and the numbers behind these tests.
 """
 
 import dataclasses
@@ -10,7 +10,7 @@ import torch
 
 from generators.training import TrainConfig, TrainingRun, draw_noise
 from generators.xunet import AttnBlock
-from tests.generators.conditioning_probe import copy_batch, x0_errors
+from benchmarks.conditioning_probe import copy_batch, x0_errors
 from tests.generators.micro_model import MICRO
 from tests.generators.test_generators_xunet import inputs, randomised
 

@@ -28,8 +28,8 @@ def _twin_encodings(feature_major=True, **kwargs):
     return reference, fast
 
 
-# The first row is the benchmark's configuration (ANCHORS.md); the others cover odd and wider feature counts
-# (padded lanes in the kernels), coarse levels where many points share a row, and one level.
+# The first row is the benchmark's configuration (reports/benchmarks/peers.md); the others cover odd and wider
+# feature counts (padded lanes in the kernels), coarse levels where many points share a row, and one level.
 @pytest.mark.parametrize("levels, min_res, max_res, log2_size, features", [
     (16, 16, 1024, 19, 2), (8, 4, 200, 12, 2), (5, 4, 200, 10, 3), (4, 2, 64, 10, 4), (1, 8, 8, 8, 1)])
 # Both layouts of the encoded output: the default [L * F, P] storage and a contiguous [P, L * F] one.

@@ -2,7 +2,7 @@
 # written for a tree without this branch's options, so it patches them in: --v wraps XUNet.forward as
 # XUNetConfig.prediction = "v" does and replaces training.loss_on by the v loss (TrainConfig.loss = "v"), --perm wraps
 # DevicePairBatches.sample as TrainConfig.permute_colours does. Today the same runs are
-# tests/generators/conditioning_probe.py with --loss v --set prediction='v' / --permute-colours (benchmarks/
+# benchmarks/conditioning_probe.py with --loss v --set prediction='v' / --permute-colours (benchmarks/
 # conditioning_levers.sh). Usage: python3 levers_driver.py screen SRN_ROOT unused [--v] [--perm] [--attn32]
 # [--arch concat_unet] [--budget SECONDS]   (run from the repository root with PYTHONPATH=$PWD, on CUDA).
 import argparse, dataclasses, time, numpy as np, torch, torch.nn.functional as F

@@ -10,8 +10,8 @@ x0_hat = (z_t - sigma eps_hat) / alpha with the right conditioning view and with
 
 Run as a script to train a model on the toy task and print the two errors during training, e.g.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python -m tests.generators.conditioning_probe --preset tiny --steps 300
-    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python -m tests.generators.conditioning_probe --arch concat_unet --steps 300
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python -m benchmarks.conditioning_probe --preset tiny --steps 300
+    OMP_NUM_THREADS=1 PYTHONPATH=$PWD python -m benchmarks.conditioning_probe --arch concat_unet --steps 300
 
 Findings (2-core CPU, one thread, batch 16, warm-up 50, seed 0; cells are x0 MSE with the right / another view):
 
