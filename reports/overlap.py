@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torchmetrics import Metric
 
+from reports.pair_metric import PairMeanMetric
 from scenes.cameras import Cameras
 from scenes.errors import InvalidInputError
 
@@ -151,24 +151,12 @@ def overlap_psnr(images: np.ndarray, cameras: Cameras, closed: bool = True) -> f
     return float(np.mean([pair.psnr for pair in pairs]))
 
 
-class OverlapPSNR(Metric):
+class OverlapPSNR(PairMeanMetric):
     """Overlap PSNR over every panorama given to `update`: the mean over all their neighbouring pairs."""
-
-    higher_is_better = True
-    is_differentiable = False
-    full_state_update = False
 
     def __init__(self, closed: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.closed = closed
-        self.add_state("psnr_sum", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("pairs", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, images: np.ndarray, cameras: Cameras) -> None:
-        """images: [N, H, W, 3] in [0, 1], the views of one panorama in ring order; cameras: theirs."""
-        pairs = overlap_psnr_pairs(images, cameras, closed=self.closed)
-        self.psnr_sum += sum(pair.psnr for pair in pairs)
-        self.pairs += len(pairs)
-
-    def compute(self) -> torch.Tensor:
-        return self.psnr_sum / self.pairs
+    def pair_values(self, images: np.ndarray, cameras: Cameras) -> list[float]:
+        return [pair.psnr for pair in overlap_psnr_pairs(images, cameras, closed=self.closed)]

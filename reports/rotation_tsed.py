@@ -24,10 +24,9 @@ from __future__ import annotations
 import logging
 
 import numpy as np
-import torch
-from torchmetrics import Metric
 
 from reports.overlap import check_rotation_only, homography, ring_pairs
+from reports.pair_metric import PairMeanMetric
 from reports.tsed import PairResult, TSEDConfig, sift_matches, upsampling_factor
 from scenes.cameras import Cameras
 
@@ -92,24 +91,12 @@ def rotation_tsed(images: np.ndarray, cameras: Cameras, config: TSEDConfig = TSE
     return float(np.mean([pair.consistent for pair in pairs]))
 
 
-class RotationTSED(Metric):
+class RotationTSED(PairMeanMetric):
     """Rotation-only TSED over every panorama given to `update`: consistent pairs over all pairs."""
-
-    higher_is_better = True
-    is_differentiable = False
-    full_state_update = False
 
     def __init__(self, config: TSEDConfig = TSEDConfig(), closed: bool = True, **kwargs):
         super().__init__(**kwargs)
         self.config, self.closed = config, closed
-        self.add_state("consistent", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("pairs", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, images: np.ndarray, cameras: Cameras) -> None:
-        """images: [N, H, W, 3] in [0, 1], the views of one panorama in ring order; cameras: theirs."""
-        pairs = rotation_tsed_pairs(images, cameras, self.config, self.closed)
-        self.consistent += sum(pair.consistent for pair in pairs)
-        self.pairs += len(pairs)
-
-    def compute(self) -> torch.Tensor:
-        return self.consistent.double() / self.pairs
+    def pair_values(self, images: np.ndarray, cameras: Cameras) -> list[float]:
+        return [float(pair.consistent) for pair in rotation_tsed_pairs(images, cameras, self.config, self.closed)]

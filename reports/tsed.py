@@ -69,9 +69,8 @@ from dataclasses import dataclass, fields
 
 import cv2
 import numpy as np
-import torch
-from torchmetrics import Metric
 
+from reports.pair_metric import PairMeanMetric
 from scenes.cameras import Cameras
 from scenes.errors import InvalidInputError
 
@@ -402,24 +401,12 @@ def tsed(images: np.ndarray, cameras: Cameras, config: TSEDConfig = TSEDConfig()
     return float(np.mean([pair.consistent for pair in pairs]))
 
 
-class ThresholdedSymmetricEpipolarDistance(Metric):
+class ThresholdedSymmetricEpipolarDistance(PairMeanMetric):
     """TSED over every scene given to `update`: consistent pairs over all pairs."""
-
-    higher_is_better = True
-    is_differentiable = False
-    full_state_update = False
 
     def __init__(self, config: TSEDConfig = TSEDConfig(), **kwargs):
         super().__init__(**kwargs)
         self.config = config
-        self.add_state("consistent", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
-        self.add_state("pairs", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
 
-    def update(self, images: np.ndarray, cameras: Cameras) -> None:
-        """images: [N, H, W, 3] in [0, 1], the views of one scene in trajectory order; cameras: their cameras."""
-        pairs = tsed_pairs(images, cameras, self.config)
-        self.consistent += sum(pair.consistent for pair in pairs)
-        self.pairs += len(pairs)
-
-    def compute(self) -> torch.Tensor:
-        return self.consistent.double() / self.pairs
+    def pair_values(self, images: np.ndarray, cameras: Cameras) -> list[float]:
+        return [float(pair.consistent) for pair in tsed_pairs(images, cameras, self.config)]
